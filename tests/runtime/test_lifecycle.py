@@ -1,0 +1,217 @@
+"""hull-runtime end to end: isolation, limits and lifecycle, as the kernel reports them."""
+
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from rt import Runtime, cgroup_dir, configure, host_ns, wait_for
+
+pytestmark = pytest.mark.container
+
+NAMESPACES = ("pid", "net", "ipc", "uts", "mnt", "cgroup")
+
+
+@pytest.fixture
+def rt(tmp_path: Path) -> Iterator[Runtime]:
+    r = Runtime(tmp_path / "hull-state")
+    yield r
+    r.cleanup()
+
+
+def test_run_isolates_the_process(rt: Runtime, bundle: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "host-only-file"
+    marker.write_text("x")
+    script = (
+        "echo pid=$$; hostname; "
+        "for n in " + " ".join(NAMESPACES) + "; do echo ns $n $(readlink /proc/self/ns/$n); done; "
+        f"test -e {marker} && echo host-file-visible; "
+        "echo procs $(ls /proc | grep -c '^[0-9]'); "
+        "echo kcore $(wc -c < /proc/kcore)"
+    )
+    configure(bundle, ["sh", "-c", script], hostname="hull-box")
+    done = rt("run", "--bundle", str(bundle), rt.new_id())
+    lines = done.stdout.splitlines()
+    assert lines[0] == "pid=1"
+    assert lines[1] == "hull-box"
+    for line in lines:
+        if line.startswith("ns "):
+            _, name, link = line.split()
+            assert link != host_ns(name), f"{name} namespace is the host's"
+    assert "host-file-visible" not in lines
+    # sh and the ls of the pipeline, maybe grep: nothing of the host's hundreds of processes.
+    assert int(next(x for x in lines if x.startswith("procs ")).split()[1]) <= 4
+    assert next(x for x in lines if x.startswith("kcore ")) == "kcore 0"
+
+
+def test_run_returns_exit_status_and_signal(rt: Runtime, bundle: Path) -> None:
+    configure(bundle, ["sh", "-c", "exit 7"])
+    assert rt("run", "--bundle", str(bundle), rt.new_id(), check=False).returncode == 7
+    configure(bundle, ["sh", "-c", "kill -KILL $$"])
+    assert rt("run", "--bundle", str(bundle), rt.new_id(), check=False).returncode == 128 + 9
+
+
+def test_user_namespace_maps_ids(rt: Runtime, bundle: Path) -> None:
+    cfg = configure(
+        bundle, ["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u; readlink /proc/self/ns/user"]
+    )
+    cfg["linux"]["namespaces"].append({"type": "user"})
+    cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    (bundle / "config.json").write_text(json.dumps(cfg))
+    out = rt("run", "--bundle", str(bundle), rt.new_id()).stdout.split("\n")
+    assert out[0].split() == ["0", "100000", "65536"]
+    assert out[1].split() == ["0", "100000", "65536"]
+    assert out[2] == "0"
+    assert out[3] != host_ns("user")
+
+
+def test_cgroup_files_hold_the_spec(rt: Runtime, bundle: Path) -> None:
+    cfg = configure(bundle, ["sleep", "30"])
+    cfg["linux"]["resources"] = {
+        "cpu": {"quota": 20000, "period": 100000, "shares": 512},
+        "memory": {"limit": 64 * 1024 * 1024},
+        "pids": {"limit": 50},
+        "devices": [{"allow": False, "access": "rwm"}],
+    }
+    (bundle / "config.json").write_text(json.dumps(cfg))
+    cid = rt.create_detached(bundle)
+    pid = rt.state(cid)["pid"]
+    assert (cgroup_dir(pid, "cpu") / "cpu.cfs_quota_us").read_text().strip() == "20000"
+    assert (cgroup_dir(pid, "cpu") / "cpu.cfs_period_us").read_text().strip() == "100000"
+    assert (cgroup_dir(pid, "cpu") / "cpu.shares").read_text().strip() == "512"
+    assert (cgroup_dir(pid, "memory") / "memory.limit_in_bytes").read_text().strip() == str(64 * 1024 * 1024)
+    assert (cgroup_dir(pid, "pids") / "pids.max").read_text().strip() == "50"
+    dirs = [cgroup_dir(pid, c) for c in ("cpu", "memory", "pids")]
+    rt("delete", "--force", cid)
+    for d in dirs:
+        assert not d.exists(), f"{d} left behind"
+
+
+def test_memory_limit_oom_kills(rt: Runtime, bundle: Path) -> None:
+    cfg = configure(bundle, ["dd", "if=/dev/zero", "of=/dev/null", "bs=128M", "count=1"])
+    cfg["linux"]["resources"] = {"memory": {"limit": 32 * 1024 * 1024, "swap": 32 * 1024 * 1024}}
+    (bundle / "config.json").write_text(json.dumps(cfg))
+    done = rt("run", "--bundle", str(bundle), rt.new_id(), check=False)
+    assert done.returncode == 128 + signal.SIGKILL, done.stderr
+
+
+def test_fork_loop_stops_at_pids_max(rt: Runtime, bundle: Path) -> None:
+    cfg = configure(bundle, ["sh", "-c", "for i in $(seq 1 40); do sleep 30 & done; sleep 30"])
+    cfg["linux"]["resources"] = {"pids": {"limit": 10}}
+    (bundle / "config.json").write_text(json.dumps(cfg))
+    cid = rt.create_detached(bundle)
+    pid = rt.state(cid)["pid"]
+    pids_dir = cgroup_dir(pid, "pids")
+    rt("start", cid)
+    wait_for(lambda: "max 0" not in (pids_dir / "pids.events").read_text())
+    assert int((pids_dir / "pids.current").read_text()) <= 10
+    assert len(json.loads(rt("ps", "--format", "json", cid).stdout)) == 10
+
+
+def test_lifecycle_create_start_pause_resume_kill_delete(rt: Runtime, bundle: Path) -> None:
+    configure(bundle, ["sleep", "30"])
+    cid = rt.create_detached(bundle)
+    st = rt.state(cid)
+    assert st["status"] == "created"
+    assert st["bundle"] == str(bundle)
+    pid = st["pid"]
+    # The init waits in the new namespaces already, before start.
+    assert os.readlink(f"/proc/{pid}/ns/pid") != host_ns("pid")
+    # No runtime process stays behind: the waiting init is the container's PID 1 itself.
+    assert not [p for p in _processes() if "hull.runtime.cli" in p[1] and str(rt.root) in p[1]]
+    rt("start", cid)
+    assert rt.state(cid)["status"] == "running"
+    wait_for(lambda: _cmdline(pid) == "sleep 30")
+    assert "hull" not in _cmdline(_ppid(pid))
+    assert rt("start", cid, check=False).stderr.rstrip().endswith('msg="cannot start an already running container"')
+    rt("pause", cid)
+    assert rt.state(cid)["status"] == "paused"
+    assert (cgroup_dir(pid, "freezer") / "freezer.state").read_text().strip() == "FROZEN"
+    assert rt("delete", cid, check=False).returncode == 1
+    rt("resume", cid)
+    assert rt.state(cid)["status"] == "running"
+    listed = rt("list", "--format", "json").stdout
+    assert [c["id"] for c in json.loads(listed)] == [cid]
+    rt("kill", cid, "KILL")
+    wait_for(lambda: rt.state(cid)["status"] == "stopped")
+    assert rt.state(cid)["pid"] == 0
+    assert rt("kill", cid, check=False).returncode == 1
+    rt("delete", cid)
+    assert rt("state", cid, check=False).returncode == 1
+    assert not (rt.root / cid).exists()
+
+
+def test_exec_joins_every_namespace_and_the_cgroup(rt: Runtime, bundle: Path, tmp_path: Path) -> None:
+    configure(bundle, ["sleep", "30"])
+    cid = rt.create_detached(bundle)
+    rt("start", cid)
+    init = rt.state(cid)["pid"]
+    pid_file = tmp_path / "exec.pid"
+    rt("exec", "--detach", "--pid-file", str(pid_file), cid, "sleep", "20", stdin=subprocess.DEVNULL,
+       stdout=subprocess.DEVNULL, capture_output=False, stderr=subprocess.PIPE)  # fmt: skip
+    pid = int(pid_file.read_text())
+    for name in NAMESPACES:
+        assert os.readlink(f"/proc/{pid}/ns/{name}") == os.readlink(f"/proc/{init}/ns/{name}"), name
+    assert Path(f"/proc/{pid}/cgroup").read_text() == Path(f"/proc/{init}/cgroup").read_text()
+    out = rt("exec", cid, "sh", "-c", "echo $$ $(hostname); ls /proc | grep -c '^[0-9]'").stdout.split()
+    assert out[0] != "1" and int(out[0]) < 100
+    assert rt("exec", cid, "sh", "-c", "exit 5", check=False).returncode == 5
+    missing = rt("exec", cid, "no-such-program", check=False)
+    assert missing.returncode == 255
+    assert 'exec: \\"no-such-program\\": executable file not found in $PATH' in missing.stderr
+
+
+def test_terminal_through_console_socket(rt: Runtime, bundle: Path, tmp_path: Path) -> None:
+    import socket
+
+    cfg = configure(bundle, ["sh", "-c", "tty; echo cols=$(stty size)"])
+    cfg["process"]["terminal"] = True
+    cfg["process"]["consoleSize"] = {"height": 30, "width": 99}
+    (bundle / "config.json").write_text(json.dumps(cfg))
+    path = str(tmp_path / "console.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+    cid = rt.new_id()
+    done = rt("create", "--bundle", str(bundle), "--console-socket", path, cid)
+    assert done.returncode == 0
+    conn, _ = listener.accept()
+    _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+    master = fds[0]
+    rt("start", cid)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    text = out.decode().replace("\r", "")
+    assert "/dev/console" in text or "/dev/pts/0" in text
+    assert "cols=30 99" in text
+
+
+def _processes() -> list[tuple[int, str]]:
+    out = []
+    for p in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            out.append((int(p), _cmdline(int(p))))
+        except OSError:
+            continue
+    return out
+
+
+def _cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+
+
+def _ppid(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
