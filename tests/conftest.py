@@ -22,8 +22,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from hull.testing.busybox import build_busybox_rootfs
+
+# Property tests share two cores with container tests: time limits would make them flaky.
+settings.register_profile("hull", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("hull")
 
 SKIP_CONTAINER_ENV = "HULL_SKIP_CONTAINER_TESTS"
 LEAKCHECK = Path(__file__).resolve().parents[2] / "shared" / "tools" / "leakcheck"

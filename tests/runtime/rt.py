@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -38,15 +39,23 @@ class Runtime:
         out: dict[str, Any] = json.loads(self("state", cid).stdout)
         return out
 
+    def detached(self, *args: str) -> None:
+        """Run a command whose container process outlives it (create, exec --detach).
+
+        That process inherits our stdio: a pipe would stay open (and subprocess.run wait for
+        its end) as long as the process lives, so stdio is /dev/null and errors go to a file.
+        """
+        with tempfile.TemporaryFile("w+") as err:
+            done = subprocess.run(
+                self.cmd(*args), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, timeout=30,
+                check=False,
+            )  # fmt: skip
+            err.seek(0)
+            assert done.returncode == 0, err.read()
+
     def create_detached(self, bundle: Path, cid: str | None = None) -> str:
-        """create with stdio on /dev/null, so the container doesn't hold our pipes open."""
         cid = cid or self.new_id()
-        done = subprocess.run(
-            self.cmd("create", "--bundle", str(bundle), cid),
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=30,
-            check=False,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
+        self.detached("create", "--bundle", str(bundle), cid)
         return cid
 
     def cleanup(self) -> None:

@@ -54,7 +54,7 @@ def test_malformed_config(rt: Runtime, bundle: Path) -> None:
         (lambda c: c["process"]["user"].__setitem__("uid", "root"), "process.user.uid: expected an integer"),
         (lambda c: c["process"].__setitem__("rlimits", [{"type": "RLIMIT_FOO", "soft": 1, "hard": 1}]),
          "unknown rlimit 'RLIMIT_FOO'"),
-        (lambda c: c["root"].__setitem__("path", "no-such-rootfs"), "no-such-rootfs\") does not exist"),
+        (lambda c: c["root"].__setitem__("path", "no-such-rootfs"), "no-such-rootfs\\\") does not exist"),
         (lambda c: c["mounts"].append({"destination": "relative", "type": "tmpfs"}), "is not an absolute path"),
     ],
 )  # fmt: skip

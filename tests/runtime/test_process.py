@@ -61,7 +61,7 @@ def test_readonly_root_and_readonly_bind(rt: Runtime, bundle: Path, tmp_path: Pa
     shared = tmp_path / "shared"
     shared.mkdir()
     (shared / "f").write_text("from the host")
-    cfg = configure(bundle, ["sh", "-c", "touch /x 2>&1; cat /data/f; echo > /data/g 2>&1; echo end"])
+    cfg = configure(bundle, ["sh", "-c", "touch /x 2>&1; cat /data/f; { echo > /data/g; } 2>&1; echo end"])
     cfg["root"]["readonly"] = True
     cfg["mounts"].append({"destination": "/data", "type": "bind", "source": str(shared), "options": ["rbind", "ro"]})
     out = _run(rt, bundle, cfg)

@@ -172,8 +172,8 @@ def _exec_process(opts: Options, a: argparse.Namespace) -> "Process":
     proc.terminal = a.tty
     proc.console_size = None
     env = {e.split("=", 1)[0]: e for e in proc.env}
-    for e in a.env:
-        env[e.split("=", 1)[0]] = e
+    for item in a.env:
+        env[item.split("=", 1)[0]] = item
     proc.env = list(env.values())
     if a.cwd:
         proc.cwd = a.cwd
@@ -332,7 +332,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--systemd-cgroup", action="store_true", help="accepted for runc compatibility; ignored")
     p.add_argument("--rootless", default="auto", help="accepted for runc compatibility; ignored")
     p.add_argument("-v", "--version", action="version", version=f"{PROG} version 0.1.0\nspec: 1.2.0")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub = p.add_subparsers(dest="verb", metavar="COMMAND")
 
     def add(
         name: str, fn: Callable[[Options, argparse.Namespace], int], help: str, aliases: tuple[str, ...] = ()
@@ -414,9 +414,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.fn(opts, args)
     except HullError as e:
-        prefix = {"create": "create failed: ", "run": "run failed: ", "exec": "exec failed: "}.get(args.command, "")
+        prefix = {"create": "create failed: ", "run": "run failed: ", "exec": "exec failed: "}.get(args.verb, "")
         log.fatal(f"{PROG} {prefix}{e.message}" if prefix else e.message)
-        return 255 if args.command == "exec" else 1
+        return 255 if args.verb == "exec" else 1
     except KeyboardInterrupt:
         return 130
 

@@ -16,13 +16,14 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from hull.errors import Conflict, HullError, InvalidArgument
 from hull.fsutil import atomic_write
 from hull.runtime import console, hooks, namespaces, state, sync, syscalls
 from hull.runtime.cgroups import CgroupManager, manager_from_json, new_manager
 from hull.runtime.init import ChildPlan, child_main
-from hull.runtime.spec import Process, Spec, load_spec
+from hull.runtime.spec import IDMapping, Process, Spec, load_spec
 from hull.runtime.state import CREATED, PAUSED, RUNNING, STOPPED, ContainerState
 
 # How long delete and kill wait for a killed container to be gone.
@@ -61,7 +62,7 @@ def _connect_console(path: str) -> socket.socket:
     return sock
 
 
-def _write_id_map(pid: int, name: str, mappings: list) -> None:  # type: ignore[type-arg]
+def _write_id_map(pid: int, name: str, mappings: list[IDMapping]) -> None:
     text = "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in mappings)
     try:
         with open(f"/proc/{pid}/{name}", "w") as f:
@@ -70,8 +71,14 @@ def _write_id_map(pid: int, name: str, mappings: list) -> None:  # type: ignore[
         raise HullError(f"write /proc/{pid}/{name}: {e.strerror}") from None
 
 
-def _spawn(plan: ChildPlan, on_userns: Callable[[int], None], on_hooks: Callable[[int], dict]) -> int:  # type: ignore[type-arg]
+def _spawn(
+    plan: ChildPlan, on_userns: Callable[[int], None], on_hooks: Callable[[int], dict[str, Any]]
+) -> int:
     """Fork the child, serve its requests until it is ready; return the container process's pid."""
+    if plan.spec.linux.seccomp is not None:
+        from hull.runtime.seccomp import SeccompFilter  # only containers that ask pay for libseccomp
+
+        plan.seccomp = SeccompFilter(plan.spec.linux.seccomp)
     parent_end, child_end = sync.channel()
     plan.sync = child_end
     stage_one = os.fork()
@@ -79,6 +86,8 @@ def _spawn(plan: ChildPlan, on_userns: Callable[[int], None], on_hooks: Callable
         parent_end.close()
         child_main(plan)
     child_end.close()
+    if plan.seccomp is not None:
+        plan.seccomp.release()  # the child has its own copy
     pid = 0
     try:
         while True:
@@ -151,6 +160,7 @@ def create(
         fifo = os.path.join(cdir, state.EXEC_FIFO)
         os.mkfifo(fifo, 0o622)
         os.chmod(fifo, 0o622)  # whatever our umask: a non-root init must open it for writing
+        exec_fifo = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
         con = console_sock
         if con is None and spec.process.terminal:
             if not console_socket:
@@ -162,7 +172,7 @@ def create(
             cgroup=cgroup,
             sync=None,  # type: ignore[arg-type]  # set by _spawn
             console=con,
-            state_dir=cdir,
+            exec_fifo=exec_fifo,
             no_pivot=no_pivot,
             preserve_fds=preserve_fds,
         )
@@ -171,7 +181,7 @@ def create(
             _write_id_map(stage_one, "uid_map", spec.linux.uid_mappings)
             _write_id_map(stage_one, "gid_map", spec.linux.gid_mappings)
 
-        def on_hooks(pid: int) -> dict:  # type: ignore[type-arg]
+        def on_hooks(pid: int) -> dict[str, Any]:
             st.init_pid = pid
             creating = st.oci_state(state.CREATING)
             hooks.run_hooks(spec.hooks["prestart"], creating, "prestart")
@@ -181,6 +191,7 @@ def create(
         try:
             st.init_pid = _spawn(plan, on_userns, on_hooks)
         finally:
+            os.close(exec_fifo)
             if con is not None and console_sock is None:
                 con.close()
         st.init_start_time = state.proc_start_time(st.init_pid)

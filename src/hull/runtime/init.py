@@ -20,14 +20,16 @@ import resource
 import signal
 import socket
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from hull.runtime import console, namespaces, rootfs, sync, syscalls
 from hull.runtime.capabilities import finalize_process_identity
 from hull.runtime.cgroups import CgroupManager
 from hull.runtime.hooks import run_hooks
 from hull.runtime.spec import Process, Spec
-from hull.runtime.state import EXEC_FIFO
+
+if TYPE_CHECKING:
+    from hull.runtime.seccomp import SeccompFilter
 
 DEFAULT_UMASK = 0o022
 
@@ -43,9 +45,12 @@ class ChildPlan:
     console: socket.socket | None
     is_exec: bool = False
     join: dict[str, str] | None = None  # exec: namespace type -> /proc/<init>/ns/<name>
-    state_dir: str = ""
+    exec_fifo: int = -1  # create: an O_PATH descriptor of the state dir's exec.fifo
     no_pivot: bool = False
     preserve_fds: int = 0
+    # Built by the runtime before the fork: errors surface there, and libseccomp is loaded
+    # while the host's files are still visible (the container's root may have no such library).
+    seccomp: "SeccompFilter | None" = None
 
 
 def child_main(plan: ChildPlan) -> NoReturn:
@@ -59,6 +64,8 @@ def child_main(plan: ChildPlan) -> NoReturn:
             msg = f"{msg}: {e.filename}"
         try:
             sync.send(plan.sync, sync.ERROR, message=msg)
+        except OSError:  # past `ready` the channel is closed: the process's stderr is all we have
+            os.write(2, f"hull-runtime: {msg}\n".encode())
         finally:
             os._exit(1)
     os._exit(1)
@@ -107,25 +114,30 @@ def _stage_two(plan: ChildPlan) -> NoReturn:
             run_hooks(spec.hooks["createContainer"], hook_state, "createContainer")
         if proc.terminal:
             slave = _make_terminal(plan, f"{spec.root_path}/dev/pts/ptmx", f"{spec.root_path}/dev/pts")
-        state_dir = os.open(plan.state_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         rootfs.pivot_root_into(spec.root_path, plan.no_pivot)
         rootfs.finalize_rootfs(spec)
         if spec.hostname:
             syscalls.sethostname(spec.hostname)
         if spec.domainname:
             syscalls.setdomainname(spec.domainname)
-    path, env = _finish_process(proc, slave, session=not plan.is_exec)
+    path, env = _finish_process(plan, slave, session=not plan.is_exec)
     sync.send(plan.sync, sync.READY)
     plan.sync.close()
     if not plan.is_exec:
-        # Block until `start` opens the fifo for reading; the byte tells it we got past.
-        fifo = os.open(EXEC_FIFO, os.O_WRONLY | os.O_CLOEXEC, dir_fd=state_dir)
+        # Block until `start` opens the fifo for reading; the byte tells it we got past. The
+        # fifo is reopened through our O_PATH descriptor, as runc does: the state dir itself
+        # may be out of reach for the container's user (a mapped root is an unprivileged
+        # host uid), but the fifo's own mode lets anyone write.
+        try:
+            fifo = os.open(f"/proc/self/fd/{plan.exec_fifo}", os.O_WRONLY | os.O_CLOEXEC)
+        except OSError as e:
+            raise OSError(e.errno, f"open exec.fifo through /proc/self/fd (is /proc mounted?): {e.strerror}") from None
         os.write(fifo, b"0")
         os.close(fifo)
-        os.close(state_dir)
+        os.close(plan.exec_fifo)
         if spec.hooks.get("startContainer"):
             run_hooks(spec.hooks["startContainer"], hook_state, "startContainer")
-    _exec(path, proc.args, env, spec)
+    _exec(path, proc.args, env, plan.seccomp)
 
 
 def _make_terminal(plan: ChildPlan, ptmx: str, pts_dir: str) -> int:
@@ -147,8 +159,9 @@ def _make_terminal(plan: ChildPlan, ptmx: str, pts_dir: str) -> int:
     return slave
 
 
-def _finish_process(proc: Process, slave: int, *, session: bool) -> tuple[str, dict[str, str]]:
+def _finish_process(plan: ChildPlan, slave: int, *, session: bool) -> tuple[str, dict[str, str]]:
     """Limits, terminal, identity and working directory; returns (program path, environment)."""
+    proc = plan.process
     if proc.oom_score_adj is not None:
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write(str(proc.oom_score_adj))
@@ -159,11 +172,15 @@ def _finish_process(proc: Process, slave: int, *, session: bool) -> tuple[str, d
         os.close(slave)
     elif session:
         os.setsid()
-    env = dict(e.split("=", 1) if "=" in e else (e, "") for e in proc.env)
+    env = {name: value for name, _, value in (e.partition("=") for e in proc.env)}
     if "HOME" not in env:
         env["HOME"] = _home_of(proc.user.uid)
     if proc.no_new_privileges:
         syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
+    elif plan.seccomp is not None:
+        # Without no_new_privs only CAP_SYS_ADMIN may load a filter: now, before we drop it.
+        plan.seccomp.load()
+        plan.seccomp = None
     finalize_process_identity(proc.capabilities, proc.user.uid, proc.user.gid, proc.user.additional_gids)
     os.umask(proc.user.umask if proc.user.umask is not None else DEFAULT_UMASK)
     try:
@@ -219,14 +236,12 @@ def _close_extra_fds(plan: ChildPlan) -> None:
                 pass
 
 
-def _exec(path: str, args: list[str], env: dict[str, str], spec: Spec) -> NoReturn:
+def _exec(path: str, args: list[str], env: dict[str, str], seccomp: "SeccompFilter | None") -> NoReturn:
     # Python ignores SIGPIPE and SIGXFSZ; ignored dispositions survive execve, so undo them.
     for sig in (signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    if spec.linux.seccomp is not None:
-        from hull.runtime.seccomp import load_seccomp
-
-        load_seccomp(spec.linux.seccomp)  # last: from here on our own syscalls are filtered too
+    if seccomp is not None:
+        seccomp.load()  # last: from here on our own syscalls are filtered too
     os.execve(path, args, env)
     raise AssertionError("execve returned")

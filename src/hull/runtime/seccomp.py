@@ -252,16 +252,25 @@ def _rules(cfg: LinuxSeccomp) -> list[tuple[SeccompSyscall, list[list[SeccompArg
     return out
 
 
-def load_seccomp(cfg: LinuxSeccomp) -> None:
-    """Build the filter `cfg` describes and install it on the calling thread (see the module docstring)."""
-    if cfg.default_action == NOTIFY or any(s.action == NOTIFY for s in cfg.syscalls):
-        raise HullError(f"seccomp: {NOTIFY} is not supported yet")
-    lib = _library()
-    default = action_value(cfg.default_action, cfg.default_errno_ret)
-    ctx = lib.seccomp_init(default)
-    if not ctx:
-        raise HullError(f"seccomp: cannot create a filter with default action {cfg.default_action}")
-    try:
+class SeccompFilter:
+    """A libseccomp filter context, built and checked but not yet installed."""
+
+    def __init__(self, cfg: LinuxSeccomp) -> None:
+        if cfg.default_action == NOTIFY or any(s.action == NOTIFY for s in cfg.syscalls):
+            raise HullError(f"seccomp: {NOTIFY} is not supported yet")
+        self._lib = lib = _library()
+        default = action_value(cfg.default_action, cfg.default_errno_ret)
+        self._ctx = lib.seccomp_init(default)
+        if not self._ctx:
+            raise HullError(f"seccomp: cannot create a filter with default action {cfg.default_action}")
+        try:
+            self._add_rules(cfg, default)
+        except BaseException:
+            self.release()
+            raise
+
+    def _add_rules(self, cfg: LinuxSeccomp, default: int) -> None:
+        lib, ctx = self._lib, self._ctx
         # Ignoring failure: libseccomp before 2.5 lacks the attribute and reports ECANCELED instead.
         lib.seccomp_attr_set(ctx, ATTR_API_SYSRAWRC, 1)
         rc = lib.seccomp_attr_set(ctx, ATTR_CTL_NNP, 0)
@@ -293,12 +302,26 @@ def load_seccomp(cfg: LinuxSeccomp) -> None:
                     rc = lib.seccomp_rule_add_array(ctx, action, number, len(conditions), array)
                     if rc < 0:
                         raise _fail(f"cannot add the rule for {name} ({s.action})", rc)
-        rc = lib.seccomp_load(ctx)
-        if rc == -errno.EACCES:
-            raise HullError(
-                f"seccomp: loading the filter needs no_new_privs or CAP_SYS_ADMIN: {os.strerror(errno.EACCES)}"
-            )
-        if rc < 0:
-            raise _fail("cannot load the filter", rc)
-    finally:
-        lib.seccomp_release(ctx)
+
+    def load(self) -> None:
+        """Install the filter on the calling thread, then free the context."""
+        try:
+            rc = self._lib.seccomp_load(self._ctx)
+            if rc == -errno.EACCES:
+                raise HullError(
+                    f"seccomp: loading the filter needs no_new_privs or CAP_SYS_ADMIN: {os.strerror(errno.EACCES)}"
+                )
+            if rc < 0:
+                raise _fail("cannot load the filter", rc)
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        if self._ctx:
+            self._lib.seccomp_release(self._ctx)
+            self._ctx = None
+
+
+def load_seccomp(cfg: LinuxSeccomp) -> None:
+    """Build the filter `cfg` describes and install it on the calling thread (see the module docstring)."""
+    SeccompFilter(cfg).load()
