@@ -7,17 +7,25 @@ argparse rather than click: this program starts for every container and its impo
 part of every start.
 """
 
+import gc
+
+# A runtime command lives for milliseconds (or waits on one container: wait_foreground turns
+# collection back on). Cyclic GC passes during the imports of a container start cost more
+# than a tenth of it, and there is nothing for them to free.
+gc.disable()
+
 import argparse
 import json
 import os
 import signal
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hull.errors import HullError, InvalidArgument
 from hull.runtime import log, state
-from hull.runtime.container import Options
+from hull.runtime.state import Options
 
 if TYPE_CHECKING:
     from hull.runtime.spec import Process
@@ -68,7 +76,8 @@ def cmd_run(opts: Options, a: argparse.Namespace) -> int:
     from hull.runtime.spec import load_spec
 
     bundle = a.bundle or "."
-    process = load_spec(bundle).process
+    spec = load_spec(bundle)
+    process = spec.process
     terminal = process is not None and process.terminal
     ours, theirs = (None, None)
     if terminal and not a.console_socket:
@@ -80,7 +89,7 @@ def cmd_run(opts: Options, a: argparse.Namespace) -> int:
     try:
         st = container.create(
             opts, a.id, bundle, console_socket=a.console_socket, console_sock=theirs, pid_file=a.pid_file,
-            no_pivot=a.no_pivot, preserve_fds=a.preserve_fds,
+            no_pivot=a.no_pivot, preserve_fds=a.preserve_fds, spec=spec,
         )  # fmt: skip
         master = None
         if ours is not None:
@@ -323,56 +332,43 @@ def cmd_events(opts: Options, a: argparse.Namespace) -> int:
     return 0
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description="an OCI runtime (runc-compatible) written in Python")
-    p.add_argument("--root", default=state.DEFAULT_ROOT, help="state directory (default %(default)s)")
-    p.add_argument("--log", default="", help="log file (default: stderr)")
-    p.add_argument("--log-format", default="text", choices=["text", "json"])
-    p.add_argument("--debug", action="store_true")
-    p.add_argument("--systemd-cgroup", action="store_true", help="accepted for runc compatibility; ignored")
-    p.add_argument("--rootless", default="auto", help="accepted for runc compatibility; ignored")
-    p.add_argument("-v", "--version", action="version", version=f"{PROG} version 0.1.0\nspec: 1.2.0")
-    sub = p.add_subparsers(dest="verb", metavar="COMMAND")
-
-    def add(
-        name: str, fn: Callable[[Options, argparse.Namespace], int], help: str, aliases: tuple[str, ...] = ()
-    ) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help, aliases=list(aliases))
-        sp.set_defaults(fn=fn)
-        return sp
-
-    def creating(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("-b", "--bundle", default="")
-        sp.add_argument("--console-socket", default="")
-        sp.add_argument("--pid-file", default="")
-        sp.add_argument("--no-pivot", action="store_true")
-        sp.add_argument("--no-new-keyring", action="store_true")
-        sp.add_argument("--preserve-fds", type=int, default=0)
-        sp.add_argument("id")
-
-    sp = add("spec", cmd_spec, "write a default config.json")
+def _spec_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-b", "--bundle", default="")
     sp.add_argument("--rootless", action="store_true")
-    creating(add("create", cmd_create, "create a container"))
-    sp = add("run", cmd_run, "create and start a container")
+
+
+def _create_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("-b", "--bundle", default="")
+    sp.add_argument("--console-socket", default="")
+    sp.add_argument("--pid-file", default="")
+    sp.add_argument("--no-pivot", action="store_true")
+    sp.add_argument("--no-new-keyring", action="store_true")
+    sp.add_argument("--preserve-fds", type=int, default=0)
+    sp.add_argument("id")
+
+
+def _run_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-d", "--detach", action="store_true")
     sp.add_argument("--keep", action="store_true")
-    creating(sp)
-    for name, fn, text in (
-        ("start", cmd_start, "start a created container"),
-        ("state", cmd_state, "print a container's state"),
-        ("pause", cmd_pause, "freeze every process of a container"),
-        ("resume", cmd_resume, "thaw a paused container"),
-    ):
-        add(name, fn, text).add_argument("id")
-    sp = add("kill", cmd_kill, "send a signal to a container's init")
+    _create_args(sp)
+
+
+def _id_arg(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("id")
+
+
+def _kill_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-a", "--all", action="store_true")
     sp.add_argument("id")
     sp.add_argument("signal", nargs="?", default="SIGTERM")
-    sp = add("delete", cmd_delete, "delete a container", ("rm",))
+
+
+def _delete_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-f", "--force", action="store_true")
     sp.add_argument("id")
-    sp = add("exec", cmd_exec, "run a process in a running container")
+
+
+def _exec_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--console-socket", default="")
     sp.add_argument("--cwd", default="")
     sp.add_argument("-e", "--env", action="append", default=[])
@@ -390,33 +386,104 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--ignore-paused", action="store_true")
     sp.add_argument("id")
     sp.add_argument("command", nargs=argparse.REMAINDER)
-    sp = add("ps", cmd_ps, "list the processes of a container")
+
+
+def _ps_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-f", "--format", default="table", choices=["table", "json"])
     sp.add_argument("id")
     sp.add_argument("ps_args", nargs=argparse.REMAINDER)
-    sp = add("list", cmd_list, "list containers", ("ls",))
+
+
+def _list_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-f", "--format", default="table", choices=["table", "json"])
     sp.add_argument("-q", "--quiet", action="store_true")
-    sp = add("events", cmd_events, "print container stats and events")
+
+
+def _events_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--interval", default="5s")
     sp.add_argument("--stats", action="store_true")
     sp.add_argument("id")
+
+
+Handler = Callable[[Options, argparse.Namespace], int]
+
+
+@dataclass(frozen=True)
+class Command:
+    """One verb: its handler, its line in the help, and what declares its arguments."""
+
+    fn: Handler
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    aliases: tuple[str, ...] = ()
+
+
+COMMANDS = {
+    "spec": Command(cmd_spec, "write a default config.json", _spec_args),
+    "create": Command(cmd_create, "create a container", _create_args),
+    "run": Command(cmd_run, "create and start a container", _run_args),
+    "start": Command(cmd_start, "start a created container", _id_arg),
+    "state": Command(cmd_state, "print a container's state", _id_arg),
+    "pause": Command(cmd_pause, "freeze every process of a container", _id_arg),
+    "resume": Command(cmd_resume, "thaw a paused container", _id_arg),
+    "kill": Command(cmd_kill, "send a signal to a container's init", _kill_args),
+    "delete": Command(cmd_delete, "delete a container", _delete_args, ("rm",)),
+    "exec": Command(cmd_exec, "run a process in a running container", _exec_args),
+    "ps": Command(cmd_ps, "list the processes of a container", _ps_args),
+    "list": Command(cmd_list, "list containers", _list_args, ("ls",)),
+    "events": Command(cmd_events, "print container stats and events", _events_args),
+}
+ALIASES = {alias: name for name, c in COMMANDS.items() for alias in c.aliases}
+
+
+def _global_parser() -> argparse.ArgumentParser:
+    """The global options and the verb; the verb's own arguments are parsed by _command_parser.
+
+    Two parsers rather than argparse's subparsers: building every verb's parser costs more
+    than a container's namespaces, and this program runs once per container operation.
+    """
+    verbs = "\n".join(f"  {name:<8} {c.help}" for name, c in COMMANDS.items())
+    p = argparse.ArgumentParser(
+        prog=PROG, description="an OCI runtime (runc-compatible) written in Python",
+        epilog=f"commands:\n{verbs}", formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("--root", default=state.DEFAULT_ROOT, help="state directory (default %(default)s)")
+    p.add_argument("--log", default="", help="log file (default: stderr)")
+    p.add_argument("--log-format", default="text", choices=["text", "json"])
+    p.add_argument("--debug", action="store_true")
+    p.add_argument("--systemd-cgroup", action="store_true", help="accepted for runc compatibility; ignored")
+    p.add_argument("--rootless", default="auto", help="accepted for runc compatibility; ignored")
+    p.add_argument("-v", "--version", action="version", version=f"{PROG} version 0.1.0\nspec: 1.2.0")
+    p.add_argument("verb", nargs="?", metavar="COMMAND")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return p
 
 
+def _command_parser(verb: str, command: Command) -> argparse.ArgumentParser:
+    sp = argparse.ArgumentParser(prog=f"{PROG} {verb}", description=command.help)
+    command.arguments(sp)
+    return sp
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    top = _global_parser()
+    args = top.parse_args(argv)
     log.configure(args.log, args.log_format, args.debug)
-    if not getattr(args, "fn", None):
-        _parser().print_help(sys.stderr)
+    if args.verb is None:
+        top.print_help(sys.stderr)
         return 1
+    verb = ALIASES.get(args.verb, args.verb)
+    command = COMMANDS.get(verb)
+    if command is None:
+        top.error(f"unknown command {args.verb!r}")
+    a = _command_parser(verb, command).parse_args(args.rest)
     opts = Options(root=args.root)
     try:
-        return args.fn(opts, args)
+        return command.fn(opts, a)
     except HullError as e:
-        prefix = {"create": "create failed: ", "run": "run failed: ", "exec": "exec failed: "}.get(args.verb, "")
+        prefix = {"create": "create failed: ", "run": "run failed: ", "exec": "exec failed: "}.get(verb, "")
         log.fatal(f"{PROG} {prefix}{e.message}" if prefix else e.message)
-        return 255 if args.verb == "exec" else 1
+        return 255 if verb == "exec" else 1
     except KeyboardInterrupt:
         return 130
 

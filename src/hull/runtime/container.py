@@ -8,14 +8,13 @@ runtime marks itself child subreaper so the container's process, orphaned by sta
 becomes its child and its exit status can be read.
 """
 
+import gc
 import os
 import select
-import shutil
 import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from hull.errors import Conflict, HullError, InvalidArgument
@@ -24,17 +23,10 @@ from hull.runtime import console, hooks, namespaces, state, sync, syscalls
 from hull.runtime.cgroups import CgroupManager, manager_from_json, new_manager
 from hull.runtime.init import ChildPlan, child_main
 from hull.runtime.spec import IDMapping, Process, Spec, load_spec
-from hull.runtime.state import CREATED, PAUSED, RUNNING, STOPPED, ContainerState
+from hull.runtime.state import CREATED, PAUSED, RUNNING, STOPPED, ContainerState, Options
 
 # How long delete and kill wait for a killed container to be gone.
 DEATH_TIMEOUT = 10.0
-
-
-@dataclass
-class Options:
-    """Per-invocation settings shared by every command."""
-
-    root: str = state.DEFAULT_ROOT
 
 
 def _cgroup(st: ContainerState) -> CgroupManager:
@@ -98,6 +90,7 @@ def _spawn(
                 sync.send(parent_end, sync.OK)
             elif kind == sync.PID:
                 pid = int(msg["pid"])
+                sync.send(parent_end, sync.OK)  # stage two waits for this: its messages need the pid
             elif kind == sync.HOOKS:
                 sync.send(parent_end, sync.OK, state=on_hooks(pid))
             elif kind == sync.READY:
@@ -132,10 +125,12 @@ def create(
     pid_file: str = "",
     no_pivot: bool = False,
     preserve_fds: int = 0,
+    spec: Spec | None = None,
 ) -> ContainerState:
-    """Make the container and leave its init waiting for `start`."""
+    """Make the container and leave its init waiting for `start` (`spec`: the bundle's, already loaded)."""
     state.check_id(container_id)
-    spec = load_spec(bundle)
+    if spec is None:
+        spec = load_spec(bundle)
     if spec.process is None:
         raise InvalidArgument("config.json: process is required to create a container")
     if spec.linux.namespace("mount") is None:
@@ -203,7 +198,7 @@ def create(
             _kill_quietly(st.init_pid)
         if cgroup is not None:
             _destroy_cgroup(cgroup)
-        shutil.rmtree(cdir, ignore_errors=True)
+        state.remove_container_dir(opts.root, container_id)
         raise
     return st
 
@@ -258,7 +253,7 @@ def delete(opts: Options, container_id: str, force: bool = False) -> None:
         cgroup.kill_all(signal.SIGKILL)
         _wait_gone(st)
     _destroy_cgroup(cgroup)
-    shutil.rmtree(os.path.join(opts.root, container_id), ignore_errors=True)
+    state.remove_container_dir(opts.root, container_id)
     _run_late_hooks(st, "poststop", STOPPED)
 
 
@@ -352,6 +347,10 @@ def prepare_foreground() -> None:
 
 def wait_foreground(pid: int, master: int | None) -> int:
     """Forward signals to `pid`, relay its terminal if any, reap orphans; return its exit code."""
+    # The CLI runs without cyclic GC (cli.py) and this wait may last as long as the container:
+    # turn it back on, for new objects only (freeze spares a pass over everything imported).
+    gc.freeze()
+    gc.enable()
     forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
     for sig in forwarded:
         signal.signal(sig, lambda s, _f: _forward(pid, s))

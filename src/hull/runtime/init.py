@@ -97,6 +97,9 @@ def _stage_one(plan: ChildPlan) -> None:
 
 
 def _stage_two(plan: ChildPlan) -> NoReturn:
+    # Stage one reports our pid as it exits; until the runtime has it, a `ready` or `hooks`
+    # from us could overtake it and leave the runtime with no pid to wait on or hand to hooks.
+    sync.expect_ok(plan.sync)
     spec, proc = plan.spec, plan.process
     slave = -1
     if plan.is_exec:

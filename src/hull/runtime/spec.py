@@ -11,14 +11,16 @@ themselves there.
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hull.errors import InvalidArgument
 from hull.runtime import fields as F
 from hull.runtime.capabilities import LinuxCapabilities
 from hull.runtime.cgroups.resources import LinuxResources
 from hull.runtime.devices import DeviceNode
-from hull.runtime.seccomp import LinuxSeccomp
+
+if TYPE_CHECKING:
+    from hull.runtime.seccomp import LinuxSeccomp
 
 CONFIG_FILE = "config.json"
 OCI_VERSION = "1.2.0"
@@ -175,7 +177,7 @@ class Linux:
     cgroups_path: str = ""
     resources: LinuxResources | None = None
     rootfs_propagation: str = ""
-    seccomp: LinuxSeccomp | None = None
+    seccomp: "LinuxSeccomp | None" = None  # its module (and libseccomp) load only when a spec has one
     sysctl: dict[str, str] = field(default_factory=dict)
     masked_paths: list[str] = field(default_factory=list)
     readonly_paths: list[str] = field(default_factory=list)
@@ -326,7 +328,7 @@ def _linux_from_json(obj: dict[str, Any]) -> Linux:
         cgroups_path=F.field(obj, "cgroupsPath", str, where, ""),
         resources=LinuxResources.from_json(resources) if resources is not None else None,
         rootfs_propagation=propagation,
-        seccomp=LinuxSeccomp.from_json(seccomp, where="linux.seccomp") if seccomp is not None else None,
+        seccomp=_parse_seccomp(seccomp),
         sysctl=dict(sysctl),
         masked_paths=F.str_list(obj, "maskedPaths", where),
         readonly_paths=F.str_list(obj, "readonlyPaths", where),
@@ -424,3 +426,11 @@ def default_spec() -> dict[str, Any]:
             ],
         },
     }  # fmt: skip
+
+
+def _parse_seccomp(obj: dict[str, Any] | None) -> "LinuxSeccomp | None":
+    if obj is None:
+        return None
+    from hull.runtime.seccomp import LinuxSeccomp
+
+    return LinuxSeccomp.from_json(obj, where="linux.seccomp")

@@ -6,11 +6,11 @@ ctypes with use_errno so that errno survives the call.
 """
 
 import ctypes
-import ctypes.util
 import os
-import platform
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# The interpreter is linked against libc: its own handle reaches every libc symbol, with no
+# find_library (which runs ldconfig, a process per start).
+_libc = ctypes.CDLL(None, use_errno=True)
 
 # Namespace flags for clone(2), unshare(2) and setns(2).
 CLONE_NEWNS = 0x00020000
@@ -71,7 +71,7 @@ LINUX_CAPABILITY_VERSION_3 = 0x20080522
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "ppc64le": 203, "s390x": 217, "riscv64": 41}
 _SYS_CAPGET = {"x86_64": 125, "aarch64": 90, "ppc64le": 183, "s390x": 184, "riscv64": 90}
 _SYS_CAPSET = {"x86_64": 126, "aarch64": 91, "ppc64le": 184, "s390x": 185, "riscv64": 91}
-_ARCH = platform.machine()
+_ARCH = os.uname().machine
 
 
 def _check(ret: int, what: str, path: str | None = None) -> int:
