@@ -57,7 +57,9 @@ lint: setup
 	$(Q)$(VENV)/bin/ruff check -q src tests bench
 	$(Q)$(VENV)/bin/mypy src/hull bench
 
+# Bytecode first: where PYTHONDONTWRITEBYTECODE is set, every run would compile hull again.
 bench: setup
+	$(Q)$(PY) -m compileall -q src
 	$(Q)$(PY) bench/run.py $(ARGS)
 
 demo: setup

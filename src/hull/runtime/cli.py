@@ -408,7 +408,7 @@ def _events_args(sp: argparse.ArgumentParser) -> None:
 Handler = Callable[[Options, argparse.Namespace], int]
 
 
-@dataclass(frozen=True)
+@dataclass
 class Command:
     """One verb: its handler, its line in the help, and what declares its arguments."""
 

@@ -8,7 +8,7 @@ spec's own `linux.resources.devices` rules say, as runc does.
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
+@dataclass
 class DeviceNode:
     """A device file to create inside the container (the spec's `linux.devices` entries)."""
 
@@ -21,7 +21,7 @@ class DeviceNode:
     gid: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass
 class DeviceRule:
     """One cgroup device-controller rule; major/minor -1 stand for the wildcard `*`."""
 

@@ -119,7 +119,7 @@ _STATVFS_FLAGS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass
 class MountOptions:
     """What a list of option words asks of mount(2)."""
 

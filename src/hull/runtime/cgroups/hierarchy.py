@@ -26,7 +26,7 @@ UNIFIED = ""  # the hierarchy name of cgroup2
 _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Hierarchy:
     name: str
     mount_point: str

@@ -55,7 +55,7 @@ def _cpu_list(obj: Mapping[str, Any], key: str, where: str) -> str | None:
     return value.strip() if value else None
 
 
-@dataclass(frozen=True)
+@dataclass
 class LinuxMemory:
     """Bytes; -1 means unlimited. `swap` is the v1 memory+swap total, as the spec defines it."""
 
@@ -92,7 +92,7 @@ class LinuxMemory:
         return mem
 
 
-@dataclass(frozen=True)
+@dataclass
 class LinuxCPU:
     """v1 units: shares are relative weights, quota/period/burst/realtime* microseconds."""
 
@@ -136,7 +136,7 @@ class LinuxCPU:
         return any(v is not None for v in settings)
 
 
-@dataclass(frozen=True)
+@dataclass
 class LinuxPids:
     """Zero or a negative limit means no limit."""
 
@@ -147,7 +147,7 @@ class LinuxPids:
         return cls(limit=F.field(obj, "limit", int, where))
 
 
-@dataclass(frozen=True)
+@dataclass
 class LinuxWeightDevice:
     major: int
     minor: int
@@ -155,7 +155,7 @@ class LinuxWeightDevice:
     leaf_weight: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass
 class LinuxThrottleDevice:
     """A per-device rate: bytes or I/O operations per second."""
 
@@ -178,7 +178,7 @@ def _blkio_weight(obj: Mapping[str, Any], key: str, where: str) -> int | None:
     return value
 
 
-@dataclass(frozen=True)
+@dataclass
 class LinuxBlockIO:
     """cgroup v1 blkio weights (10-1000) and throttles."""
 
@@ -219,19 +219,19 @@ class LinuxBlockIO:
         )
 
 
-@dataclass(frozen=True)
+@dataclass
 class LinuxHugepageLimit:
     page_size: str  # "2MB", "1GB"
     limit: int  # bytes
 
 
-@dataclass(frozen=True)
+@dataclass
 class LinuxInterfacePriority:
     name: str
     priority: int
 
 
-@dataclass(frozen=True)
+@dataclass
 class LinuxNetwork:
     """cgroup v1 net_cls class id and net_prio per-interface priorities."""
 
@@ -267,7 +267,7 @@ def _device_rule(obj: Mapping[str, Any], where: str) -> DeviceRule:
     )
 
 
-@dataclass(frozen=True)
+@dataclass
 class LinuxResources:
     memory: LinuxMemory | None = None
     cpu: LinuxCPU | None = None
