@@ -12,7 +12,8 @@ import os
 # find_library (which runs ldconfig, a process per start).
 _libc = ctypes.CDLL(None, use_errno=True)
 
-# Namespace flags for clone(2), unshare(2) and setns(2).
+# Namespace flags for clone(2), unshare(2) and setns(2); CLONE_FS unshares only the cwd and root.
+CLONE_FS = 0x00000200
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
 CLONE_NEWUTS = 0x04000000
@@ -158,3 +159,53 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
         data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
     _check(_libc.syscall(ctypes.c_long(_SYS_CAPSET[_ARCH]), ctypes.byref(header), data), "capset")
+
+
+# The new mount API (Linux 5.2+): its syscall numbers are the same on every architecture.
+_SYS_MOVE_MOUNT = 429
+_SYS_FSOPEN = 430
+_SYS_FSCONFIG = 431
+_SYS_FSMOUNT = 432
+FSOPEN_CLOEXEC = 0x1
+FSCONFIG_SET_STRING = 1
+FSCONFIG_CMD_CREATE = 6
+FSMOUNT_CLOEXEC = 0x1
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+AT_FDCWD = -100
+
+
+def fsopen(fstype: str) -> int:
+    ret = _libc.syscall(ctypes.c_long(_SYS_FSOPEN), fstype.encode(), ctypes.c_uint(FSOPEN_CLOEXEC))
+    return _check(ret, "fsopen")
+
+
+def fsconfig_set_string(fd: int, key: str, value: str) -> None:
+    ret = _libc.syscall(
+        ctypes.c_long(_SYS_FSCONFIG), ctypes.c_int(fd), ctypes.c_uint(FSCONFIG_SET_STRING),
+        key.encode(), os.fsencode(value), ctypes.c_int(0),
+    )  # fmt: skip
+    _check(ret, f"fsconfig {key}={value}")
+
+
+def fsconfig_create(fd: int) -> None:
+    ret = _libc.syscall(
+        ctypes.c_long(_SYS_FSCONFIG), ctypes.c_int(fd), ctypes.c_uint(FSCONFIG_CMD_CREATE), None, None, ctypes.c_int(0)
+    )
+    _check(ret, "fsconfig create")
+
+
+def fsmount(fd: int) -> int:
+    ret = _libc.syscall(ctypes.c_long(_SYS_FSMOUNT), ctypes.c_int(fd), ctypes.c_uint(FSMOUNT_CLOEXEC), ctypes.c_uint(0))
+    return _check(ret, "fsmount")
+
+
+def move_mount(fd: int, target: str) -> None:
+    ret = _libc.syscall(
+        ctypes.c_long(_SYS_MOVE_MOUNT), ctypes.c_int(fd), b"", ctypes.c_int(AT_FDCWD), os.fsencode(target),
+        ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH),
+    )  # fmt: skip
+    _check(ret, f"move_mount to {target}", target)
+
+
+def syncfs(fd: int) -> None:
+    _check(_libc.syncfs(ctypes.c_int(fd)), "syncfs")
