@@ -126,6 +126,10 @@ class GraphDriver(abc.ABC):
         """Unmount everything this driver instance mounted (daemon shutdown)."""
 
     @abc.abstractmethod
+    def layer_ids(self) -> list[str]:
+        """Every layer the driver holds (complete or not): the layer store frees those nothing names."""
+
+    @abc.abstractmethod
     def cleanup_incomplete(self) -> list[str]:
         """Remove half-made layers and scratch left by a crash; return what was removed. Startup only."""
 

@@ -565,6 +565,12 @@ class Overlay2Driver(GraphDriver):
                 self._checked.discard(id)
                 self._mounted_here.discard(id)
 
+    def layer_ids(self) -> list[str]:
+        return sorted(
+            name for name in os.listdir(self._home)
+            if name != LINK_DIR and not name.endswith(REMOVING_SUFFIX) and os.path.isdir(os.path.join(self._home, name))
+        )  # fmt: skip
+
     def cleanup_incomplete(self) -> list[str]:
         removed = []
         for name in sorted(os.listdir(self._home)):

@@ -269,6 +269,13 @@ class VfsDriver(GraphDriver):
     def cleanup(self) -> None:
         pass  # nothing is ever mounted
 
+    def layer_ids(self) -> list[str]:
+        return sorted(
+            name
+            for name in os.listdir(self._layers)
+            if CREATING_MARK not in name and not name.endswith(REMOVING_SUFFIX)
+        )
+
     def cleanup_incomplete(self) -> list[str]:
         removed = []
         for name in sorted(os.listdir(self._layers)):

@@ -1,0 +1,183 @@
+"""The layer store: image layers by chain id, and containers' layers, kept on a graph driver.
+
+Vocabulary (the seeds'): a layer's *diff id* is the sha256 of its uncompressed tar; its
+*chain id* names it together with every layer below it; its *cache id* is the directory the
+graph driver keeps it in. A container gets two driver layers above its image's top layer:
+the *init layer* (`<mount id>-init`: /etc/hosts, /etc/resolv.conf and the other placeholders)
+and its *read-write layer* (`<mount id>`), recorded in layerdb/mounts/<container id>.
+
+Contract:
+- `register` streams a layer blob (plain, gzip or zstd) onto a fresh driver layer, computing
+  its diff id, size and tar-split on the way, and only then records it: the driver's
+  `committed` marker first, layerdb's rename last. A crash at any point leaves a driver layer
+  that no layerdb record names, which `recover` frees; never a half layer that counts.
+  Registering a chain id that is already there keeps the existing one (layers are shared).
+- `tar_stream` rebuilds a layer's original tar byte for byte from its tar-split, so a layer
+  keeps the digest it was pulled or loaded with.
+- `delete` removes one layer nothing is built on; callers (the image service) decide what is
+  unused, from layerdb's usage view.
+- Container layers: `create_rw`, `mount`/`unmount` (reference-counted by the driver),
+  `diff_rw` (the read-write layer as a layer tar, for commit), `changes_rw`, `delete_rw`.
+"""
+
+import os
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from hull.errors import NotFound
+from hull.images import ids
+from hull.images.layerdb import LayerDB, LayerDBRecovery, LayerRecord, MountRecord
+from hull.storage import archive
+from hull.storage.driver import GraphDriver
+from hull.storage.initlayer import init_layer_id, populate_init_layer
+from hull.storage.tarsplit import rebuild
+
+
+@dataclass
+class Recovery:
+    """What `recover` freed: layerdb's own report, and driver layers that nothing named."""
+
+    layerdb: LayerDBRecovery
+    driver_incomplete: list[str]
+    driver_orphans: list[str]
+
+
+class LayerStore:
+    """Layers of one data root on one graph driver."""
+
+    def __init__(self, driver: GraphDriver) -> None:
+        self.root = driver.root  # the data root as the driver names it (image/<driver>/...)
+        self.driver = driver
+        self.db = LayerDB(driver.root)
+
+    # --- startup --------------------------------------------------------------------------------
+
+    def recover(self) -> Recovery:
+        """Make the store consistent after a crash: layerdb first, then the driver's leftovers."""
+        report = self.db.recover()
+        incomplete = self.driver.cleanup_incomplete()
+        named = {self.db.get(c).cache_id for c in self.db.list()}
+        for container_id in self.db.list_mounts():
+            m = self.db.get_mount(container_id)
+            named |= {m.mount_id, m.init_id}
+        orphans = [i for i in self.driver.layer_ids() if i not in named]
+        for layer_id in orphans:
+            self.driver.remove(layer_id)
+        return Recovery(report, incomplete, orphans)
+
+    # --- image layers ---------------------------------------------------------------------------
+
+    def register(self, blob: BinaryIO, parent: str | None) -> LayerRecord:
+        """Apply `blob` on top of layer `parent` (a chain id, or None for a base layer)."""
+        parent_cache = self.db.get(parent).cache_id if parent is not None else None
+        cache_id = ids.new_id()
+        self.driver.create(cache_id, parent_cache)
+        try:
+            applied = archive.apply_layer(blob, self.driver.diff_path(cache_id), whiteouts=self.driver.whiteouts)
+            chain_id = ids.chain_id_step(parent, applied.diff_id)
+            if self.db.exists(chain_id):
+                self.driver.remove(cache_id)
+                return self.db.get(chain_id)
+            self.driver.mark_committed(cache_id)
+            return self.db.register(applied.diff_id, parent, cache_id, applied.size, applied.tar_split)
+        except BaseException:
+            self.driver.remove(cache_id)
+            raise
+
+    def get(self, chain_id: str) -> LayerRecord:
+        return self.db.get(chain_id)
+
+    def exists(self, chain_id: str) -> bool:
+        return self.db.exists(chain_id)
+
+    def chain(self, chain_id: str) -> list[LayerRecord]:
+        """The layer and everything below it, base layer first."""
+        out = [self.db.get(chain_id)]
+        while out[-1].parent is not None:
+            out.append(self.db.get(out[-1].parent))
+        return out[::-1]
+
+    def tar_stream(self, chain_id: str, out: BinaryIO) -> None:
+        """Write the layer's original (uncompressed) tar, rebuilt from its tar-split."""
+        layer = self.db.get(chain_id)
+        rebuild(self.db.tar_split(chain_id), self.driver.diff_path(layer.cache_id), out)
+
+    def delete(self, chain_id: str) -> None:
+        """Remove one layer: its layerdb record first (so it stops counting), then its files."""
+        layer = self.db.delete(chain_id)
+        self.driver.remove(layer.cache_id)
+
+    def graph_data(self, chain_id: str) -> dict[str, str]:
+        """Docker's GraphDriver.Data of an image whose top layer is `chain_id`."""
+        return self.driver.metadata(self.db.get(chain_id).cache_id)
+
+    # --- container layers -----------------------------------------------------------------------
+
+    def create_rw(self, container_id: str, parent: str | None) -> MountRecord:
+        """The init layer and the read-write layer of a container on top of image layer `parent`."""
+        parent_cache = self.db.get(parent).cache_id if parent is not None else None
+        mount_id = ids.new_id()
+        init_id = init_layer_id(mount_id)
+        try:
+            self.driver.create_readwrite(init_id, parent_cache)
+            root = self.driver.get(init_id)
+            try:
+                populate_init_layer(root)
+            finally:
+                self.driver.put(init_id)
+            self.driver.create_readwrite(mount_id, init_id)
+            return self.db.create_mount(container_id, mount_id, parent, init_id)
+        except BaseException:
+            for layer_id in (mount_id, init_id):
+                self.driver.remove(layer_id)
+            raise
+
+    def get_rw(self, container_id: str) -> MountRecord:
+        return self.db.get_mount(container_id)
+
+    def mount(self, container_id: str) -> str:
+        """Mount the container's root filesystem (all its layers); returns the merged path."""
+        return self.driver.get(self.db.get_mount(container_id).mount_id)
+
+    def unmount(self, container_id: str) -> None:
+        self.driver.put(self.db.get_mount(container_id).mount_id)
+
+    def rw_graph_data(self, container_id: str) -> dict[str, str]:
+        return self.driver.metadata(self.db.get_mount(container_id).mount_id)
+
+    def diff_rw(self, container_id: str, out: BinaryIO) -> str:
+        """Write the container's changes as a layer tar; returns its diff id."""
+        m = self.db.get_mount(container_id)
+        if self.driver.whiteouts == "overlay":
+            return archive.write_overlay_diff(self.driver.diff_path(m.mount_id), out)
+        return archive.write_dir_diff(self.driver.diff_path(m.init_id), self.driver.diff_path(m.mount_id), out)
+
+    def changes_rw(self, container_id: str) -> list[archive.Change]:
+        """Docker's A/C/D list of what the container changed."""
+        m = self.db.get_mount(container_id)
+        if self.driver.whiteouts == "overlay":
+            lowers = [self.driver.diff_path(m.init_id)]
+            if m.parent is not None:
+                lowers += [self.driver.diff_path(layer.cache_id) for layer in reversed(self.chain(m.parent))]
+            return archive.overlay_changes(self.driver.diff_path(m.mount_id), lowers)
+        return archive.dir_changes(self.driver.diff_path(m.init_id), self.driver.diff_path(m.mount_id))
+
+    def delete_rw(self, container_id: str) -> None:
+        """Remove a container's layers: the record first, then the driver's layers (unmounted)."""
+        try:
+            m = self.db.delete_mount(container_id)
+        except NotFound:
+            return
+        for layer_id in (m.mount_id, m.init_id):
+            self.driver.remove(layer_id)
+
+    def size_rw(self, container_id: str) -> int:
+        """Bytes of regular files in the container's read-write layer (Docker's SizeRw)."""
+        total, seen = 0, set()
+        for top, _, files in os.walk(self.driver.diff_path(self.db.get_mount(container_id).mount_id)):
+            for name in files:
+                st = os.lstat(os.path.join(top, name))
+                if (st.st_dev, st.st_ino) not in seen:
+                    seen.add((st.st_dev, st.st_ino))
+                    total += st.st_size
+        return total
