@@ -63,6 +63,7 @@ def measure(sc: Scenario, runs: int, warmup: int) -> Result:
                     continue
                 run_id = f"hull-bench-{uuid.uuid4().hex[:12]}"
                 try:
+                    sc.prepare(side, run_id)
                     elapsed = timed(sc.command(side, run_id))
                 except RunFailed as e:
                     result.errors[side] = str(e)
@@ -142,6 +143,12 @@ def main(argv: list[str] | None = None) -> int:
         r = measure(sc, a.runs, a.warmup)
         results.append(r)
         print(line(row(r)), flush=True)
+    for r in results:
+        if r.scenario.payload is not None and not r.errors:
+            size, files = r.scenario.payload
+            for side in r.sides:
+                secs = statistics.median(r.times[side])
+                print(f"{r.scenario.name}: {side} {size / secs / 1e6:.0f} MB/s, {files / secs:.0f} files/s (median)")
     failed = False
     for r in results:
         if "peer" not in r.sides:

@@ -27,6 +27,12 @@ class Scenario:
     def setup(self, work: Path) -> None:
         """Once before the runs, untimed: build inputs under `work` (a fresh temp dir, removed afterwards)."""
 
+    # (bytes, files) that one run moves, for scenarios whose throughput is worth printing.
+    payload: tuple[int, int] | None = None
+
+    def prepare(self, side: Side, run_id: str) -> None:
+        """Before each run, untimed: make what the run consumes (a container to commit, say)."""
+
     def command(self, side: Side, run_id: str) -> list[str]:
         """The argv of one timed run. `run_id` is unique per run (a container id, a name)."""
         raise NotImplementedError
@@ -97,3 +103,65 @@ class RuntimeRunTrue(Scenario):
     def after(self, side: Side, run_id: str) -> None:
         # `run` deletes the container when it exits; this catches a run that failed half way.
         quiet([*self._runtime(side), "delete", "--force", run_id])
+
+
+def write_layer_tar(path: Path, files: int, size: int, big: int = 0) -> tuple[int, int]:
+    """A layer tar of `files` files of `size` random bytes in 50 directories, plus one `big`-byte
+    file if asked; returns (content bytes, entries) for throughput."""
+    import io
+    import os
+    import tarfile
+
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        for d in range(50):
+            info = tarfile.TarInfo(f"d{d:02d}")
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        for i in range(files):
+            info = tarfile.TarInfo(f"d{i % 50:02d}/f{i:05d}")
+            info.size, info.mode = size, 0o644
+            tar.addfile(info, io.BytesIO(os.urandom(size)))
+        if big:
+            info = tarfile.TarInfo("big.bin")
+            info.size, info.mode = big, 0o644
+            tar.addfile(info, io.BytesIO(os.urandom(big)))
+    return files * size + big, files + 50 + (1 if big else 0)
+
+
+class _LayerApply(Scenario):
+    """Apply one layer tar onto an empty directory: hull's streaming apply against GNU tar -x."""
+
+    peer = "tar"
+    files, size, big = 0, 0, 0
+
+    def setup(self, work: Path) -> None:
+        self.layer = work / "layer.tar"
+        self.payload = write_layer_tar(self.layer, self.files, self.size, self.big)
+        self.dests = work / "dests"
+        self.dests.mkdir()
+
+    def command(self, side: Side, run_id: str) -> list[str]:
+        dest = self.dests / run_id
+        dest.mkdir()
+        if side == "hull":
+            return [sys.executable, str(Path(__file__).parent / "hull_tools.py"), "apply", str(self.layer), str(dest)]
+        return ["tar", "--same-owner", "--xattrs", "-xpf", str(self.layer), "-C", str(dest)]
+
+    def after(self, side: Side, run_id: str) -> None:
+        shutil.rmtree(self.dests / run_id, ignore_errors=True)
+
+
+@register
+class LayerApplySmallFiles(_LayerApply):
+    """Apply a layer of 5,000 files of 2 KiB (throughput printed)."""
+
+    name = "layer-apply-5000-files"
+    files, size = 5000, 2048
+
+
+@register
+class LayerApplyBigFile(_LayerApply):
+    """Apply a layer holding one 60 MB file (throughput printed)."""
+
+    name = "layer-apply-60mb-file"
+    big = 60_000_000
