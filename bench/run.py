@@ -146,9 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         if r.scenario.payload is not None and not r.errors:
             size, files = r.scenario.payload
-            for side in r.sides:
-                secs = statistics.median(r.times[side])
-                print(f"{r.scenario.name}: {side} {size / secs / 1e6:.0f} MB/s, {files / secs:.0f} files/s (median)")
+            for who in r.sides:
+                secs = statistics.median(r.times[who])
+                print(f"{r.scenario.name}: {who} {size / secs / 1e6:.0f} MB/s, {files / secs:.0f} files/s (median)")
     failed = False
     for r in results:
         if "peer" not in r.sides:
