@@ -1,0 +1,367 @@
+"""Images from tarballs and containers, and containers' filesystems out: import, commit, export, diff.
+
+Vocabulary:
+- *import* makes a one-layer image from a tarball (plain, gzip or zstd; a directory is tarred
+  first), with a container config built from `--change` instructions (changes.py);
+- *commit* makes a child image of the container's image: the container's read-write layer
+  (its *diff*, layerstore.diff_rw) becomes a new layer on the parent's top layer, and the
+  config becomes the parent's with the container's config as the new defaults;
+- *export* writes the container's merged filesystem (all its layers) as one tar;
+- *diff* lists what the container changed: Docker's A(dded)/C(hanged)/D(eleted).
+- a *platform* is `os/architecture[/variant]` in Go's names (`linux/amd64`, `linux/arm64/v8`).
+
+Contract:
+- Image configs are written as Docker writes them (image.Image through Go's encoding/json:
+  top-level keys sorted, the container config in its struct's order), without the legacy
+  `container`/`container_config`. The history entry of an import carries the comment
+  ("Imported from -" unless a message is given); a commit's carries created_by (the
+  container's command), author and comment, and `empty_layer` when nothing changed (no layer
+  is added then, as in Docker). A commit records the parent image in imagedb's metadata.
+- Layers stream from their producer into layerstore.register through a pipe: no layer is
+  ever held in memory whole. The same change commits to the same diff id, and a layer that
+  is already stored is shared, not stored twice.
+- Input is checked before anything is written (reference, changes, platform, container,
+  parent image); a failure after a layer was registered frees that layer if nothing uses it.
+  Unknown containers are NotFound "No such container: X", unknown images "No such image: X".
+"""
+
+import contextlib
+import fcntl
+import json
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, BinaryIO, TypeVar
+
+from hull.errors import HullError, InvalidArgument, NotFound
+from hull.images import containerconfig as cc
+from hull.images import ids
+from hull.images.changes import apply_changes, parse_changes
+from hull.images.delete import free_unused_layers, parse_new_tag
+from hull.images.imagedb import rfc3339_nano
+from hull.images.layerdb import LayerRecord, MountRecord
+from hull.images.reference import Reference
+from hull.images.service import ImageService
+from hull.storage import archive
+
+IMPORT_COMMENT = "Imported from -"  # what Docker writes for an import from a request body
+LAYERS_TYPE = "layers"
+# The diff id of a layer tar with no entries (the end-of-archive marker alone): a commit of nothing.
+EMPTY_LAYER_DIFF_ID = ids.diff_id(b"\0" * 1024)
+_PIPE_SIZE = 1 << 20
+_F_SETPIPE_SZ = 1031  # fcntl's F_SETPIPE_SZ on Linux (not exported by Python 3.11's fcntl)
+
+T = TypeVar("T")
+
+# Go's names for the machine's architecture (runtime.GOARCH) and variant, by uname's machine.
+_GO_ARCH = {
+    "x86_64": ("amd64", ""),
+    "amd64": ("amd64", ""),
+    "aarch64": ("arm64", "v8"),
+    "arm64": ("arm64", "v8"),
+    "armv7l": ("arm", "v7"),
+    "armv6l": ("arm", "v6"),
+    "i386": ("386", ""),
+    "i686": ("386", ""),
+    "ppc64le": ("ppc64le", ""),
+    "s390x": ("s390x", ""),
+    "riscv64": ("riscv64", ""),
+}
+SUPPORTED_OS = "linux"
+# GOOS values: a platform of one word is an operating system if it is one of these, else an architecture.
+_GO_OS = frozenset({"aix", "android", "darwin", "dragonfly", "freebsd", "illumos", "ios", "js", "linux", "netbsd",
+                    "openbsd", "plan9", "solaris", "wasip1", "windows"})  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Platform:
+    os: str
+    architecture: str
+    variant: str = ""
+
+
+def host_platform() -> Platform:
+    """This machine's platform in Go's names (Docker's default for import)."""
+    machine = os.uname().machine
+    arch, variant = _GO_ARCH.get(machine, (machine, ""))
+    return Platform(SUPPORTED_OS, arch, variant)
+
+
+def parse_platform(text: str) -> Platform:
+    """`os[/arch[/variant]]` (or an architecture alone), checked to be one hull can run."""
+    parts = text.lower().split("/")
+    if not text or len(parts) > 3 or not all(parts):
+        raise InvalidArgument(f"invalid platform {text!r}: expected os[/arch[/variant]]")
+    host = host_platform()
+    if len(parts) == 1 and parts[0] not in _GO_OS:
+        parts = [SUPPORTED_OS, parts[0]]
+    system = parts[0]
+    if system != SUPPORTED_OS:
+        raise InvalidArgument(f'image operating system "{system}" cannot be used on this platform')
+    if len(parts) == 1:
+        return host
+    arch, variant = _GO_ARCH.get(parts[1], (parts[1], ""))
+    return Platform(system, arch, parts[2] if len(parts) == 3 else (variant if arch == host.architecture else ""))
+
+
+# --- streaming a layer from its producer into register -------------------------------------------------
+
+
+def _piped(produce: Callable[[BinaryIO], str], consume: Callable[[BinaryIO], T]) -> tuple[str, T]:
+    """Run `produce(out)` in a thread writing into a pipe that `consume(in)` reads; both results.
+
+    The consumer must read to the end (apply_layer does). If the producer fails, its error is
+    raised after the consumer returned (which may have taken a cut stream for a whole one:
+    the caller undoes what the consumer did); if the consumer fails, closing the pipe stops
+    the producer with a broken pipe, and the consumer's error is raised.
+    """
+    r, w = os.pipe()
+    try:
+        fcntl.fcntl(w, _F_SETPIPE_SZ, _PIPE_SIZE)  # fewer wake-ups per megabyte than the default 64 KiB
+    except OSError:
+        pass  # over the user's pipe limit: the default size works too
+    inp = open(r, "rb", buffering=_PIPE_SIZE)  # noqa: SIM115  # closed below, before the join
+    out = open(w, "wb", buffering=_PIPE_SIZE)  # noqa: SIM115  # closed by the producer's thread
+    produced: list[str] = []
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with out:
+                produced.append(produce(out))
+        except BaseException as e:  # handed to the caller's thread
+            failed.append(e)
+
+    thread = threading.Thread(target=run, name="hull-layer-tar", daemon=True)
+    try:
+        thread.start()
+    except BaseException:
+        inp.close()
+        out.close()
+        raise
+    try:
+        with inp:
+            consumed = consume(inp)
+    finally:
+        thread.join()  # the reader is closed: a producer still writing stops with a broken pipe
+    if failed:
+        raise failed[0]
+    return produced[0], consumed
+
+
+def _register_piped(service: ImageService, produce: Callable[[BinaryIO], str], parent: str | None) -> LayerRecord:
+    """Register the layer tar that `produce` writes, on top of `parent`; checks both ends agree."""
+    registered: list[LayerRecord] = []
+
+    def consume(inp: BinaryIO) -> LayerRecord:
+        registered.append(service.layers.register(inp, parent))
+        return registered[0]
+
+    try:
+        diff_id, layer = _piped(produce, consume)
+    except BaseException:
+        if registered:  # the producer failed after a cut stream was taken for a whole layer
+            free_unused_layers(service, registered[0].chain_id)
+        raise
+    if diff_id != layer.diff_id:
+        free_unused_layers(service, layer.chain_id)
+        raise HullError(f"layer changed while it was read: wrote {diff_id}, stored {layer.diff_id}")
+    return layer
+
+
+# --- image configs -----------------------------------------------------------------------------------
+
+
+def _history_entry(
+    created: str, *, author: str = "", created_by: str = "", comment: str = "", empty: bool = False
+) -> dict[str, Any]:
+    """One history item in Go's field order, empty fields left out (omitempty)."""
+    entry: dict[str, Any] = {"created": created}
+    if author:
+        entry["author"] = author
+    if created_by:
+        entry["created_by"] = created_by
+    if comment:
+        entry["comment"] = comment
+    if empty:
+        entry["empty_layer"] = True
+    return entry
+
+
+def _image_config(fields: Mapping[str, Any]) -> bytes:
+    """An image config's bytes: top-level keys sorted and empty ones dropped, as Docker marshals image.Image."""
+    doc = {k: v for k, v in sorted(fields.items()) if v not in ("", None, [])}
+    return cc.go_json(doc)
+
+
+def _rootfs(diff_ids: Iterable[str]) -> dict[str, Any]:
+    listed = list(diff_ids)
+    return {"type": LAYERS_TYPE, "diff_ids": listed} if listed else {"type": LAYERS_TYPE}  # diff_ids is omitempty
+
+
+# --- import ------------------------------------------------------------------------------------------
+
+
+def import_image(
+    service: ImageService,
+    source: str | os.PathLike[str] | BinaryIO,
+    *,
+    repo_tag: str | None = None,
+    changes: Iterable[str] = (),
+    message: str = "",
+    platform: str | None = None,
+) -> str:
+    """`docker import`: a one-layer image from a tarball (path or stream) or a directory; returns its id."""
+    ref = parse_new_tag(repo_tag) if repo_tag is not None else None
+    config = apply_changes(None, changes)
+    plat = parse_platform(platform) if platform is not None else host_platform()
+    comment = message or IMPORT_COMMENT
+    layer = _register_source(service, source)
+    try:
+        created = rfc3339_nano()
+        raw = _image_config(
+            {
+                "architecture": plat.architecture,
+                "variant": plat.variant,
+                "os": plat.os,
+                "comment": comment,
+                "config": config,
+                "created": created,
+                "history": [_history_entry(created, comment=comment)],
+                "rootfs": _rootfs([layer.diff_id]),
+            }
+        )
+        image_id = service.create_image(raw)
+    except BaseException:
+        free_unused_layers(service, layer.chain_id)
+        raise
+    _tag(service, image_id, ref)
+    return image_id
+
+
+def _register_source(service: ImageService, source: str | os.PathLike[str] | BinaryIO) -> LayerRecord:
+    if isinstance(source, str | os.PathLike):
+        path = os.fspath(source)
+        if os.path.isdir(path):
+            return _register_piped(service, lambda out: archive.write_tree(path, out), None)
+        try:
+            f = open(path, "rb")  # noqa: SIM115  # closed below, after register read it all
+        except FileNotFoundError:
+            raise NotFound(f"import source {path} does not exist") from None
+        except OSError as e:
+            raise InvalidArgument(f"cannot read import source {path}: {e.strerror or e}") from None
+        with f:
+            return service.layers.register(f, None)
+    return service.layers.register(source, None)
+
+
+def _tag(service: ImageService, image_id: str, ref: Reference | None) -> None:
+    if ref is not None:
+        service.tag(image_id, ref.familiar())
+
+
+# --- containers --------------------------------------------------------------------------------------
+
+
+def _mount(service: ImageService, container_id: str) -> MountRecord:
+    """The container's layers; NotFound with Docker's wording for an unknown (or malformed) id."""
+    if not ids.is_hex_id(container_id):
+        raise NotFound(f"No such container: {container_id}")
+    try:
+        return service.layers.get_rw(container_id)
+    except NotFound:
+        raise NotFound(f"No such container: {container_id}") from None
+
+
+def export_container(service: ImageService, container_id: str, out: BinaryIO) -> None:
+    """`docker export`: the container's whole filesystem (image, init and read-write layers) as a tar."""
+    _mount(service, container_id)
+    merged = service.layers.mount(container_id)
+    try:
+        archive.write_tree(merged, out)
+    finally:
+        service.layers.unmount(container_id)
+
+
+def diff_container(service: ImageService, container_id: str) -> list[archive.Change]:
+    """`docker diff`: what the container added (A), changed (C) and deleted (D), parents first."""
+    _mount(service, container_id)
+    return service.layers.changes_rw(container_id)
+
+
+def commit(
+    service: ImageService,
+    container_id: str,
+    *,
+    parent_image: str | None,
+    container_config: Mapping[str, Any],
+    repo_tag: str | None = None,
+    author: str = "",
+    comment: str = "",
+    changes: Iterable[str] = (),
+    pause: Callable[[], AbstractContextManager[object]] | None = None,
+) -> str:
+    """`docker commit`: the container's changes as a new image on `parent_image`; returns its id.
+
+    `container_config` is the container's config (Docker's JSON names), completed from the
+    parent image's config (Docker's merge: a container's config already holds its image's
+    defaults, so this only fills what a caller left out); the image's config is `changes`
+    applied to that, as Docker does when the commit request carries no config of its own.
+    `pause`, if given, makes a context that freezes the container while its layer is read
+    (Docker pauses by default).
+    """
+    ref = parse_new_tag(repo_tag) if repo_tag is not None else None
+    changes = list(changes)  # read twice: checked first, applied later
+    container_cfg = cc.normalize(container_config, "container config")
+    parse_changes(changes)  # refused before anything is looked at, as Docker does
+    mount = _mount(service, container_id)
+    parent_id = service.lookup(parent_image) if parent_image is not None else None
+    parent = json.loads(service.images.get(parent_id)) if parent_id is not None else {}
+    parent_cfg = service.config(parent_id) if parent_id is not None else None
+    parent_top = service.top_layer(parent_id) if parent_id is not None else None
+    if mount.parent != parent_top:
+        raise InvalidArgument(
+            f"container {ids.short_id(container_id)} was not created from image {parent_image or '(none)'}: "
+            "its layers are on another image's"
+        )
+    # The container's config as Docker holds it (its image's defaults merged in at create); the
+    # changes apply to it, and what they leave unset comes from it (Docker's CreateImageFromContainer).
+    effective = cc.merge(container_cfg, cc.normalize(parent.get("config"), "parent image config"))
+    new_config = cc.merge(apply_changes(effective, changes), effective)
+
+    with pause() if pause is not None else contextlib.nullcontext():
+        layer = _register_piped(service, lambda out: service.layers.diff_rw(container_id, out), parent_top)
+    empty = layer.diff_id == EMPTY_LAYER_DIFF_ID
+    try:
+        created = rfc3339_nano()
+        history = [
+            _history_entry(h.created, author=h.author, created_by=h.created_by, comment=h.comment, empty=h.empty_layer)
+            for h in (parent_cfg.history if parent_cfg else ())
+        ]
+        created_by = " ".join(effective.get(cc.CMD) or ())
+        history.append(_history_entry(created, author=author, created_by=created_by, comment=comment, empty=empty))
+        diff_ids = [*(parent_cfg.diff_ids if parent_cfg else ()), *(() if empty else (layer.diff_id,))]
+        raw = _image_config(
+            {
+                "architecture": parent.get("architecture") or host_platform().architecture,
+                "variant": parent.get("variant"),
+                "os": parent.get("os") or SUPPORTED_OS,
+                "os.version": parent.get("os.version"),
+                "os.features": parent.get("os.features"),
+                "author": author,
+                "config": new_config,
+                "created": created,
+                "history": history,
+                "rootfs": _rootfs(diff_ids),
+            }
+        )
+        image_id = service.create_image(raw, parent=parent_id)
+    except BaseException:
+        free_unused_layers(service, layer.chain_id)
+        raise
+    if empty:
+        free_unused_layers(service, layer.chain_id)  # the empty layer is in no rootfs: Docker releases it too
+    _tag(service, image_id, ref)
+    return image_id
