@@ -3,11 +3,13 @@
 There is no `hull` command for images yet (the daemon comes next), so each timed run starts
 this script, which pays the interpreter's start and hull's imports like a real command would.
 
-    hull_tools.py apply LAYER DEST            apply a layer tar onto an empty directory (overlay whiteouts)
+    hull_tools.py apply LAYER DEST              apply a layer tar onto an empty directory (overlay whiteouts)
+    hull_tools.py commit ROOT CONTAINER IMAGE TAG   commit a container's layer as image TAG on IMAGE
 """
 
 import sys
 
+from hull.layout import DataRoot
 from hull.storage.archive import apply_layer
 
 
@@ -17,6 +19,17 @@ def main(argv: list[str]) -> int:
         layer, dest = args
         with open(layer, "rb") as f:
             apply_layer(f, dest, whiteouts="overlay")
+        return 0
+    if verb == "commit":
+        from hull.images.operations import commit
+        from hull.images.service import ImageService
+
+        root, container, image, tag = args
+        service = ImageService(DataRoot(root))
+        try:
+            print(commit(service, container, parent_image=image, container_config={}, repo_tag=tag))
+        finally:
+            service.close()
         return 0
     raise SystemExit(f"unknown verb {verb!r}")
 

@@ -165,3 +165,77 @@ class LayerApplyBigFile(_LayerApply):
 
     name = "layer-apply-60mb-file"
     big = 60_000_000
+
+
+FILES_IN_COMMIT = 10_000
+
+
+@register
+class CommitTenThousandFiles(Scenario):
+    """Commit a container that created 10,000 small files: hull's commit against `docker commit`."""
+
+    name = "commit-10000-files"
+    peer = "dockerd"
+
+    def setup(self, work: Path) -> None:
+        import subprocess as sp
+
+        from hull.images.operations import import_image
+        from hull.images.service import ImageService
+        from hull.layout import DataRoot
+        from hull.testing.dockerd import DockerDaemon
+
+        rootfs = work / "rootfs"
+        build_busybox_rootfs(rootfs)
+        self.root = DataRoot(str(work / "hull-data"))
+        self.service = ImageService(self.root)
+        self.image = import_image(self.service, str(rootfs), repo_tag="busybox:bench")
+        self.docker = DockerDaemon()
+        archive = sp.run(["tar", "-C", str(rootfs), "-c", "."], capture_output=True, check=True).stdout
+        self.docker.docker("import", "-", "busybox:bench", input=archive)
+
+    def prepare(self, side: Side, run_id: str) -> None:
+        if side == "peer":
+            script = f"mkdir /d && cd /d && i=0; while [ $i -lt {FILES_IN_COMMIT} ]; do echo $i > f$i; i=$((i+1)); done"
+            self.docker.docker("run", "--name", run_id, "busybox:bench", "sh", "-c", script)
+            return
+        cid = hashlib_hex(run_id)
+        self.service.layers.create_rw(cid, self.service.top_layer(self.image))
+        merged = Path(self.service.layers.mount(cid))
+        try:
+            (merged / "d").mkdir()
+            for i in range(FILES_IN_COMMIT):
+                (merged / "d" / f"f{i}").write_text(f"{i}\n")
+        finally:
+            self.service.layers.unmount(cid)
+
+    def command(self, side: Side, run_id: str) -> list[str]:
+        if side == "peer":
+            return ["docker", "--host", self.docker.host, "commit", run_id, f"bench-out:{run_id}"]
+        tools = str(Path(__file__).parent / "hull_tools.py")
+        return [sys.executable, tools, "commit", self.root.path, hashlib_hex(run_id), self.image, f"bench-out:{run_id}"]
+
+    def after(self, side: Side, run_id: str) -> None:
+        from hull.errors import NotFound
+        from hull.images.operations import remove
+
+        if side == "peer":
+            self.docker.docker("rm", "-f", run_id, check=False)
+            self.docker.docker("rmi", f"bench-out:{run_id}", check=False)
+            return
+        self.service.layers.delete_rw(hashlib_hex(run_id))
+        try:
+            remove(self.service, f"bench-out:{run_id}")
+        except NotFound:
+            pass  # the commit failed: nothing to remove
+
+    def teardown(self) -> None:
+        self.service.close()
+        self.docker.stop()
+
+
+def hashlib_hex(text: str) -> str:
+    """A container id (64 hex) derived from a run id."""
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()
