@@ -157,6 +157,8 @@ def test_docker_save_loads_into_hull_with_dockers_ids_and_runs(
         else:
             assert not (record / "parent").exists()
         assert {"cache-id", "diff", "size", "tar-split.json.gz"} <= set(os.listdir(record))
+        theirs_size = docker.workdir / "data/image/overlay2/layerdb/sha256" / chain[7:] / "size"
+        assert (record / "size").read_text() == theirs_size.read_text().strip()  # Docker's count: symlinks too
         layer_dir = root / "overlay2" / (record / "cache-id").read_text()
         assert {"diff", "link", "committed"} <= set(os.listdir(layer_dir))
         assert (layer_dir / "lower").exists() == (i > 0)

@@ -17,7 +17,8 @@ read buffer. Metadata is kept as Docker keeps it: owner (lchown), mode with setu
 mtimes (also of symlinks; of directories after their contents), xattrs from PAX `SCHILY.xattr.*`
 records (trusted.overlay.* excepted: those would let a layer forge overlayfs' own bookkeeping),
 hardlinks, symlinks, devices and fifos. The result's `size` is what Docker's layerdb records:
-the sum of the regular files' sizes (a hardlink adds nothing).
+the sum of the sizes of regular files and symlinks (a symlink's is its target's length; a
+hardlink adds nothing), as Docker's directory walk counts the applied diff.
 
 Safety contract of applying: nothing is ever created, changed or removed outside `dest`. Every
 path is walked one component at a time from a descriptor of `dest` with O_NOFOLLOW, and every
@@ -83,7 +84,7 @@ class AppliedLayer:
     """What applying a layer blob produced, for the layer store to record."""
 
     diff_id: str  # "sha256:<hex>" of the uncompressed tar
-    size: int  # sum of regular-file sizes written (Docker's layerdb `size`)
+    size: int  # regular files' and symlinks' sizes written (Docker's layerdb `size`)
     tar_split: bytes  # gzipped tar-split (layerdb tar-split.json.gz)
     compression: Compression  # what the blob was compressed with
     entries: int  # tar members read
@@ -480,6 +481,7 @@ class _Extractor:
             self._replace_existing(pfd, base, keep_dir=False)
             os.symlink(m.linkname, base, dir_fd=pfd)
         self._metadata_at(pfd, base, m, is_symlink=True)
+        self.size += len(os.fsencode(m.linkname))  # a symlink's size is its target's length, for Docker too
 
     def _hardlink(self, parts: tuple[str, ...], m: tarfile.TarInfo) -> None:
         target = self._clean(m.linkname, m.name)
