@@ -5,6 +5,7 @@ this script, which pays the interpreter's start and hull's imports like a real c
 
     hull_tools.py apply LAYER DEST              apply a layer tar onto an empty directory (overlay whiteouts)
     hull_tools.py commit ROOT CONTAINER IMAGE TAG   commit a container's layer as image TAG on IMAGE
+    hull_tools.py load ROOT ARCHIVE             load a docker-archive into the data root ROOT
 """
 
 import sys
@@ -28,6 +29,18 @@ def main(argv: list[str]) -> int:
         service = ImageService(DataRoot(root))
         try:
             print(commit(service, container, parent_image=image, container_config={}, repo_tag=tag))
+        finally:
+            service.close()
+        return 0
+    if verb == "load":
+        from hull.images.service import ImageService
+        from hull.images.tarexport import load
+
+        root, path = args
+        service = ImageService(DataRoot(root))
+        try:
+            with open(path, "rb") as f:
+                print(*load(service, f).messages(), sep="\n")
         finally:
             service.close()
         return 0

@@ -239,3 +239,72 @@ def hashlib_hex(text: str) -> str:
     import hashlib
 
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def write_docker_archive(path: Path, layers: list[Path], tag: str) -> None:
+    """A legacy docker-archive (`docker save` before 25) of one image made of these layer tars."""
+    import hashlib
+    import io
+    import tarfile
+
+    diff_ids = []
+    for layer in layers:
+        with open(layer, "rb") as f:
+            diff_ids.append("sha256:" + hashlib.file_digest(f, "sha256").hexdigest())
+    created = "2024-01-01T00:00:00Z"
+    config = json.dumps({
+        "architecture": "amd64", "os": "linux", "created": created, "config": {"Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [{"created": created, "created_by": f"layer {i}"} for i in range(len(layers))],
+    }, separators=(",", ":")).encode()  # fmt: skip
+    config_name = hashlib.sha256(config).hexdigest() + ".json"
+    with tarfile.open(path, "w") as out:
+
+        def add(name: str, data: bytes) -> None:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            out.addfile(info, io.BytesIO(data))
+
+        names = []
+        for layer, diff_id in zip(layers, diff_ids, strict=True):
+            names.append(f"{diff_id[7:]}/layer.tar")
+            out.add(str(layer), arcname=names[-1])
+        add(config_name, config)
+        add("manifest.json", json.dumps([{"Config": config_name, "RepoTags": [tag], "Layers": names}]).encode())
+
+
+@register
+class LoadHundredMegabytes(Scenario):
+    """Load a ~100 MB, 3-layer archive (5,000 files; one 60 MB file; one small): hull against `docker load`."""
+
+    name = "load-100mb-3-layers"
+    peer = "dockerd"
+
+    def setup(self, work: Path) -> None:
+        from hull.testing.dockerd import DockerDaemon
+
+        small, big, tiny = work / "small.tar", work / "big.tar", work / "tiny.tar"
+        write_layer_tar(small, 5000, 7000)
+        write_layer_tar(big, 0, 0, 60_000_000)
+        write_layer_tar(tiny, 3, 100)
+        self.archive = work / "image.tar"
+        write_docker_archive(self.archive, [small, big, tiny], "bench:load")
+        self.payload = (self.archive.stat().st_size, 5000 + 1 + 3)
+        self.roots = work / "hull-roots"
+        self.roots.mkdir()
+        self.docker = DockerDaemon()
+
+    def command(self, side: Side, run_id: str) -> list[str]:
+        if side == "peer":
+            return ["docker", "--host", self.docker.host, "load", "-i", str(self.archive)]
+        tools = str(Path(__file__).parent / "hull_tools.py")
+        return [sys.executable, tools, "load", str(self.roots / run_id), str(self.archive)]
+
+    def after(self, side: Side, run_id: str) -> None:
+        if side == "peer":
+            self.docker.docker("rmi", "bench:load", check=False)
+        else:
+            shutil.rmtree(self.roots / run_id, ignore_errors=True)
+
+    def teardown(self) -> None:
+        self.docker.stop()
