@@ -8,6 +8,7 @@ hull -> Docker: what hull saves (an image it loaded, and one it made itself) loa
 image layout written by skopeo loads into hull.
 """
 
+import hashlib
 import io
 import json
 import os
@@ -18,7 +19,7 @@ import tarfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import pytest
 
@@ -168,7 +169,28 @@ def test_docker_save_loads_into_hull_with_dockers_ids_and_runs(
     whiteout = os.stat(top_diff / "diff" / "etc" / "group")  # overlayfs' whiteout: a 0/0 character device
     assert stat.S_ISCHR(whiteout.st_mode) and whiteout.st_rdev == 0
 
+    # tar-split: every layer rebuilds byte for byte, so its sha256 is its diff id again.
+    for chain, diff_id in zip(chains, diff_ids, strict=True):
+        digest = hashlib.sha256()
+        sink = _Hashing(digest)
+        service.layers.tar_stream(chain, cast(BinaryIO, sink))
+        assert "sha256:" + digest.hexdigest() == diff_id
+
     assert run_in_hull(service, theirs["Id"], tmp_path) == EXPECTED
+
+
+class _Hashing(io.RawIOBase):
+    """A writable that only hashes (a rebuilt layer need not be held in memory)."""
+
+    def __init__(self, digest: "hashlib._Hash") -> None:
+        self.digest = digest
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: "bytes | bytearray | memoryview") -> int:  # type: ignore[override]
+        self.digest.update(data)
+        return len(data)
 
 
 def test_what_hull_saves_docker_loads_and_runs(
