@@ -48,14 +48,12 @@ import errno
 import hashlib
 import os
 import posixpath
-import queue
 import shutil
 import stat
 import tarfile
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO, Literal, Protocol, cast
+from typing import BinaryIO, Literal, cast
 
 from hull.errors import HullError, InvalidArgument
 from hull.storage.compression import READ_SIZE, Compression, DecompressedStream, Readable, open_decompressed
@@ -352,7 +350,7 @@ class _Extractor:
 
     # -- members --
 
-    def apply(self, m: tarfile.TarInfo, stream: "_ContentSource") -> None:
+    def apply(self, m: tarfile.TarInfo, stream: _LayerStream) -> None:
         if self._stale:
             self._drop_dirs()
         self.members += 1
@@ -422,7 +420,7 @@ class _Extractor:
                 finally:
                     os.close(cfd)
 
-    def _file(self, parts: tuple[str, ...], m: tarfile.TarInfo, stream: "_ContentSource") -> None:
+    def _file(self, parts: tuple[str, ...], m: tarfile.TarInfo, stream: _LayerStream) -> None:
         pfd = self._dir(parts[:-1], m.name)
         base = parts[-1]
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -572,83 +570,6 @@ class _Extractor:
             os.utime(fd, ns=(atime, mtime))
 
 
-# Small files are read into memory and written by the writer thread; a larger one is streamed
-# from the buffer by the parser thread itself, once the writer has caught up.
-_PIPELINED_FILE_MAX = 256 << 10
-_PIPELINE_DEPTH = 256
-
-
-class _ContentSource(Protocol):
-    """Where `_Extractor` takes a member's content from: the layer stream itself, or memory."""
-
-    def content(self, name: str) -> Iterator[memoryview]: ...
-
-
-class _Content:
-    """A member's content already read: what `_Extractor._file` takes from a stream, from memory."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    def content(self, name: str) -> Iterator[memoryview]:
-        if self._data:
-            yield memoryview(self._data)
-
-
-class _Writer:
-    """The one thread that touches the layer directory while the parser reads ahead.
-
-    Creating a file costs the kernel about as much as parsing its header costs Python, and a
-    syscall releases the GIL: with the extractor's operations in a queue the two overlap. One
-    thread and a FIFO keep every operation in tar order, so no entry can see a later one's
-    effects (the safety contract is unchanged). The first error stops the writing; the parser
-    raises it at its next submit or at `close`.
-    """
-
-    def __init__(self, extractor: "_Extractor") -> None:
-        self._extractor = extractor
-        self._queue: queue.Queue[tuple[tarfile.TarInfo, _Content] | None] = queue.Queue(_PIPELINE_DEPTH)
-        self.error: tuple[str, BaseException] | None = None
-        self._thread = threading.Thread(target=self._run, name="layer-writer", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            member, content = item
-            if self.error is None:
-                try:
-                    self._extractor.apply(member, content)
-                except BaseException as e:  # handed to the parser thread, which raises it
-                    self.error = (member.name, e)
-            self._queue.task_done()
-        self._queue.task_done()
-
-    def submit(self, member: tarfile.TarInfo, content: _Content) -> None:
-        self.check()
-        self._queue.put((member, content))
-
-    def wait(self) -> None:
-        """Until every submitted operation is done (before the parser touches the directory itself)."""
-        self._queue.join()
-        self.check()
-
-    def check(self) -> None:
-        if self.error is not None:
-            raise _WriterFailed(*self.error)
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-
-
-class _WriterFailed(Exception):
-    """The writer thread failed on entry `name` with `cause`."""
-
-    def __init__(self, name: str, cause: BaseException) -> None:
-        super().__init__(name)
-        self.name, self.cause = name, cause
-
-
 def apply_layer(stream: Readable, dest: str, *, whiteouts: WhiteoutMode) -> AppliedLayer:
     """Apply the layer blob `stream` (compressed or not) to the directory `dest` in one streaming pass.
 
@@ -666,7 +587,6 @@ def apply_layer(stream: Readable, dest: str, *, whiteouts: WhiteoutMode) -> Appl
     except OSError as e:
         raise HullError(f"applying layer: cannot open {dest}: {e.strerror or e}") from e
     current = "(header)"
-    writer = _Writer(extractor)
     try:
         if not layer.at_eof():  # a zero-length tar is an empty layer, as for Go's reader
             try:
@@ -679,7 +599,7 @@ def apply_layer(stream: Readable, dest: str, *, whiteouts: WhiteoutMode) -> Appl
                     # tarfile keeps every member for random access we never use (not in typeshed).
                     tar.members.clear()  # type: ignore[attr-defined]
                     current = member.name
-                    _record_member(member, layer, extractor, recorder, writer)
+                    _record_member(member, layer, extractor, recorder)
                     current = "(header)"
             except tarfile.TarError as e:
                 raise InvalidArgument(f"layer tar is not valid after {layer.tell()} bytes: {e}") from e
@@ -693,17 +613,7 @@ def apply_layer(stream: Readable, dest: str, *, whiteouts: WhiteoutMode) -> Appl
             )
         recorder.add_trailer(trailer)
         tar_split = recorder.finish()
-        writer.wait()
         extractor.finish()
-    except _WriterFailed as failed:
-        current, cause = failed.name, failed.cause
-        if isinstance(cause, HullError):
-            raise cause from None
-        if isinstance(cause, UnicodeError | ValueError):
-            raise InvalidArgument(f"layer tar entry {current!r}: {cause}") from cause
-        if isinstance(cause, OSError):
-            raise HullError(f"applying layer to {dest}: entry {current!r}: {cause.strerror or cause}") from cause
-        raise cause from None
     except HullError:
         raise
     except (UnicodeError, ValueError) as e:
@@ -711,7 +621,6 @@ def apply_layer(stream: Readable, dest: str, *, whiteouts: WhiteoutMode) -> Appl
     except OSError as e:
         raise HullError(f"applying layer to {dest}: entry {current!r}: {e.strerror or e}") from e
     finally:
-        writer.close()
         extractor.close()
     return AppliedLayer(
         diff_id=layer.diff_id(),
@@ -723,7 +632,7 @@ def apply_layer(stream: Readable, dest: str, *, whiteouts: WhiteoutMode) -> Appl
 
 
 def _record_member(
-    member: tarfile.TarInfo, layer: _LayerStream, extractor: _Extractor, recorder: TarSplitRecorder, writer: _Writer
+    member: tarfile.TarInfo, layer: _LayerStream, extractor: _Extractor, recorder: TarSplitRecorder
 ) -> None:
     """Extract one member and record it for tar-split: header segment, file entry, padding segment."""
     if member.sparse is not None:
@@ -731,12 +640,7 @@ def _record_member(
     recorder.add_segment(layer.take_segment())
     size = member.size if has_content(member.type) else 0
     layer.begin_content(size)
-    if size <= _PIPELINED_FILE_MAX:
-        # Content (if any) read now: the writer thread takes it from memory, in order.
-        writer.submit(member, _Content(b"".join(bytes(v) for v in layer.content(member.name))))
-    else:
-        writer.wait()
-        extractor.apply(member, layer)
+    extractor.apply(member, layer)
     crc = layer.end_content(member.name)
     recorder.add_file(member.name.encode("utf-8", "surrogateescape"), size, crc)
     if size % _BLOCK:
