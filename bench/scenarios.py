@@ -7,6 +7,7 @@ as a whole command from the caller. To add one, subclass Scenario here, decorate
 """
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -198,6 +199,7 @@ class CommitTenThousandFiles(Scenario):
         if side == "peer":
             script = f"mkdir /d && cd /d && i=0; while [ $i -lt {FILES_IN_COMMIT} ]; do echo $i > f$i; i=$((i+1)); done"
             self.docker.docker("run", "--name", run_id, "busybox:bench", "sh", "-c", script)
+            os.sync()
             return
         cid = hashlib_hex(run_id)
         self.service.layers.create_rw(cid, self.service.top_layer(self.image))
@@ -208,6 +210,7 @@ class CommitTenThousandFiles(Scenario):
                 (merged / "d" / f"f{i}").write_text(f"{i}\n")
         finally:
             self.service.layers.unmount(cid)
+        os.sync()  # what the container wrote is on disk before the timed commit, as for Docker's side
 
     def command(self, side: Side, run_id: str) -> list[str]:
         if side == "peer":
@@ -293,6 +296,9 @@ class LoadHundredMegabytes(Scenario):
         self.roots = work / "hull-roots"
         self.roots.mkdir()
         self.docker = DockerDaemon()
+
+    def prepare(self, side: Side, run_id: str) -> None:
+        os.sync()  # the previous run's writeback must not land in this run's time
 
     def command(self, side: Side, run_id: str) -> list[str]:
         if side == "peer":

@@ -75,7 +75,7 @@ from hull.images.reference import Reference
 from hull.images.service import ImageService
 from hull.storage.archive import TarHeader, encode_header
 from hull.storage.compression import READ_SIZE, Compression, DecompressedStream, detect, open_decompressed
-from hull.storage.tarsplit import SEGMENT_TYPE, iter_entries
+from hull.storage.tarsplit import tar_size
 
 # --- names and media types of the formats -----------------------------------------------------------
 
@@ -1024,14 +1024,6 @@ def _platform(config: ImageConfig) -> dict[str, str]:
     return out
 
 
-def layer_tar_size(service: ImageService, chain_id: str) -> int:
-    """The length of the layer's original tar, from its tar-split alone (no file is read)."""
-    return sum(
-        len(e.payload or b"") if e.type == SEGMENT_TYPE else e.size
-        for e in iter_entries(service.layers.db.tar_split(chain_id))
-    )
-
-
 @dataclass(frozen=True)
 class _OutFile:
     """One file of the archive to write: bytes in hand, or a layer rebuilt from the layer store."""
@@ -1109,7 +1101,8 @@ def save(service: ImageService, names: list[str], out: BinaryIO) -> None:
         for diff_id, chain_id in zip(config.diff_ids, ids.chain_ids(config.diff_ids), strict=True):
             path = blob_path(diff_id)
             if path not in files:
-                files[path] = _OutFile(layer_tar_size(service, chain_id), mtime, chain_id=chain_id, diff_id=diff_id)
+                size = tar_size(service.layers.db.tar_split(chain_id))
+                files[path] = _OutFile(size, mtime, chain_id=chain_id, diff_id=diff_id)
             layer_descs.append({"mediaType": MEDIA_OCI_LAYER, "digest": diff_id, "size": files[path].size})
         plat = _platform(config)
         config_desc = {"mediaType": MEDIA_OCI_CONFIG, "digest": image.id, "size": len(config.raw), "platform": plat}

@@ -481,6 +481,11 @@ def _open_in_layer(root_fd: int, name: bytes) -> int:
     return file_fd
 
 
+def tar_size(tar_split: bytes) -> int:
+    """The length of the tar that `rebuild` writes, from the tar-split alone (no file is read)."""
+    return sum(len(e.payload or b"") if e.type == SEGMENT_TYPE else e.size for e in iter_entries(tar_split))
+
+
 def rebuild(tar_split: bytes, root_dir: str, out: BinaryIO) -> int:
     """Write the original layer tar to `out`, taking file contents from the unpacked layer `root_dir`.
 
