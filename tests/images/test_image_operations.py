@@ -21,7 +21,7 @@ import zstandard
 from hull.errors import Conflict, HullError, InvalidArgument, NotFound
 from hull.images import ids
 from hull.images.changes import apply_changes, parse_changes
-from hull.images.commit import EMPTY_LAYER_DIFF_ID, _register_piped, host_platform
+from hull.images.commit import EMPTY_LAYER_DIFF_ID, _register_spooled, host_platform
 from hull.images.delete import free_unused_layers
 from hull.images.filters import familiar_match, parse_timestamp
 from hull.images.operations import (
@@ -393,7 +393,7 @@ def test_a_layer_whose_producer_fails_is_not_kept(service: ImageService) -> None
         raise OSError("the disk went away")  # ...then the producer fails
 
     with pytest.raises(OSError, match="the disk went away"):
-        _register_piped(service, produce, None)
+        _register_spooled(service, produce, None)
     assert service.layers.db.list() == [] and service.driver.layer_ids() == []
 
 
