@@ -458,6 +458,37 @@ def test_overlay_diff_round_trips_to_the_vfs_form(tmp_path: Path) -> None:
     assert archive.write_overlay_diff(str(upper), again) == diff_id
 
 
+@pytest.mark.container
+def test_copy_overlay_diff_is_the_tar_round_trip_without_the_tar(tmp_path: Path) -> None:
+    """commit's overlay2 path: the same layer, diff id, size and tar-split as writing the upper's
+    tar and applying it, for every file type, whiteouts, an opaque directory and a large file."""
+    upper = tmp_path / "upper"
+    apply(every_type_tar(), upper, "overlay")
+    apply(whiteout_tar(), upper, "overlay")
+    (upper / "large").write_bytes(os.urandom(archive._KEEP_CONTENT_MAX + 4096))  # read twice, not kept
+    out = io.BytesIO()
+    diff_id = archive.write_overlay_diff(str(upper), out)
+    round_trip = apply(out.getvalue(), tmp_path / "round-trip")
+    copied_dir = tmp_path / "copied"
+    copied_dir.mkdir()
+    copied = archive.copy_overlay_diff(str(upper), str(copied_dir))
+    assert copied.diff_id == diff_id == round_trip.diff_id
+    assert (copied.size, copied.entries) == (round_trip.size, round_trip.entries)
+    assert copied.tar_split == round_trip.tar_split
+
+    def layer(root: Path) -> dict[str, tuple[object, ...]]:  # a whiteout's mtime is its creation's: not compared
+        out = {}
+        for k, v in snapshot(root).items():
+            whiteout = stat.S_ISCHR(int(str(v[0]))) and v[5] == (0, 0)
+            out[k] = (*v[:3], None, *v[4:]) if whiteout else v
+        return out
+
+    assert layer(copied_dir) == layer(tmp_path / "round-trip")
+    rebuilt = io.BytesIO()
+    tarsplit.rebuild(copied.tar_split, str(copied_dir), rebuilt)
+    assert rebuilt.getvalue() == out.getvalue()
+
+
 # --- refusals: nothing is written outside the target ---------------------------------------------------
 
 

@@ -303,7 +303,7 @@ def commit(
     new_config = cc.merge(apply_changes(effective, changes), effective)
 
     with pause() if pause is not None else contextlib.nullcontext():
-        layer = _register_spooled(service, lambda out: service.layers.diff_rw(container_id, out), parent_top)
+        layer = service.layers.register_rw(container_id)
     empty = layer.diff_id == EMPTY_LAYER_DIFF_ID
     try:
         created = rfc3339_nano()

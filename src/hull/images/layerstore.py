@@ -21,6 +21,8 @@ Contract:
 """
 
 import os
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -69,11 +71,35 @@ class LayerStore:
 
     def register(self, blob: BinaryIO, parent: str | None) -> LayerRecord:
         """Apply `blob` on top of layer `parent` (a chain id, or None for a base layer)."""
+        return self._new_layer(
+            parent, lambda dest: archive.apply_layer(blob, dest, whiteouts=self.driver.whiteouts)
+        )
+
+    def register_rw(self, container_id: str) -> LayerRecord:
+        """The container's changes as a new layer on its image's top layer (what commit stores).
+
+        On overlay2 the read-write layer is copied straight into the new layer while its tar is
+        made for the diff id and tar-split (never parsed back); elsewhere the tar is spooled to
+        an unnamed file beside the layers and registered like any other.
+        """
+        m = self.db.get_mount(container_id)
+        if self.driver.whiteouts == "overlay":
+            upper = self.driver.diff_path(m.mount_id)
+            return self._new_layer(m.parent, lambda dest: archive.copy_overlay_diff(upper, dest))
+        os.makedirs(self.root.layerdb_tmp, mode=0o700, exist_ok=True)
+        with tempfile.TemporaryFile(dir=self.root.layerdb_tmp) as spool:
+            self.diff_rw(container_id, spool)
+            spool.seek(0)
+            return self.register(spool, m.parent)
+
+    def _new_layer(self, parent: str | None, fill: Callable[[str], archive.AppliedLayer]) -> LayerRecord:
+        """A driver layer on `parent`, filled by `fill(its diff dir)`, then recorded: marker first,
+        layerdb last; an existing chain id is kept and the new copy dropped."""
         parent_cache = self.db.get(parent).cache_id if parent is not None else None
         cache_id = ids.new_id()
         self.driver.create(cache_id, parent_cache)
         try:
-            applied = archive.apply_layer(blob, self.driver.diff_path(cache_id), whiteouts=self.driver.whiteouts)
+            applied = fill(self.driver.diff_path(cache_id))
             chain_id = ids.chain_id_step(parent, applied.diff_id)
             if self.db.exists(chain_id):
                 self.driver.remove(cache_id)
