@@ -845,6 +845,12 @@ def encode_header(h: TarHeader) -> bytes:
 # --- writing layer tars --------------------------------------------------------------------------------
 
 
+def _split_name(h: TarHeader) -> bytes:
+    """The member's name as tar-split records it: as a tar reader gives it (no trailing "/" on a directory)."""
+    name = h.name.rstrip("/") if h.typeflag == tarfile.DIRTYPE else h.name
+    return name.encode("utf-8", "surrogateescape")
+
+
 class _TarWriter:
     """Writes a layer tar to `out`, hashing it for the diff id and feeding an optional tar-split recorder."""
 
@@ -869,13 +875,21 @@ class _TarWriter:
             self._pending_len = 0
             self._out.write(data)
             self._hash.update(data)
-            if self._recorder is not None:
-                self._recorder.feed(data)
 
     def header(self, h: TarHeader) -> None:
+        """A member with no content (all but non-empty regular files)."""
+        self._header_segment(h)
+        if self._recorder is not None:
+            self._recorder.add_file(_split_name(h), 0, None)
+
+    def _header_segment(self, h: TarHeader) -> None:
         # What `entry` read of the member's content, for copy_overlay_diff; None when too large to keep.
         self.last_content: list[bytes] | None = []
-        self._write(encode_header(h))
+        data = encode_header(h)
+        self._write(data)
+        # tar-split recorded as the tar is made (we know every boundary): no parsing it back.
+        if self._recorder is not None:
+            self._recorder.add_segment(data)
 
     def entry(self, rel: str, dfd: int, name: str, st: os.stat_result) -> TarHeader | None:
         """Write the filesystem node `name` (in directory `dfd`) as member `rel`; None for sockets."""
@@ -902,28 +916,40 @@ class _TarWriter:
             capability = _capability(fd)
             if capability is not None:
                 h.xattrs[CAPABILITY_XATTR] = capability
-            self.header(h)
+            if not h.size:
+                self.header(h)
+                return h
+            self._header_segment(h)
             left = h.size
             kept: list[bytes] | None = [] if h.size <= _KEEP_CONTENT_MAX else None
+            crc = 0
             while left:
                 chunk = os.read(fd, min(left, READ_SIZE))
                 if not chunk:
                     # The file shrank while being read: pad, as GNU tar does, to keep the tar valid.
                     chunk = b"\0" * min(left, READ_SIZE)
                 self._write(chunk)
+                crc = crc64_update(crc, chunk)
                 if kept is not None:
                     kept.append(chunk)
                 left -= len(chunk)
             self.last_content = kept
         finally:
             os.close(fd)
+        if self._recorder is not None:
+            self._recorder.add_file(_split_name(h), h.size, crc)
         if h.size % _BLOCK:
-            self._write(b"\0" * (_BLOCK - h.size % _BLOCK))
+            padding = b"\0" * (_BLOCK - h.size % _BLOCK)
+            self._write(padding)
+            if self._recorder is not None:
+                self._recorder.add_segment(padding)
         return h
 
     def close(self) -> str:
         """The end-of-archive marker (two zero blocks, no record padding, as Go writes); returns the diff id."""
         self._write(b"\0" * (2 * _BLOCK))
+        if self._recorder is not None:
+            self._recorder.add_trailer(b"\0" * (2 * _BLOCK))
         self._flush()
         return "sha256:" + self._hash.hexdigest()
 
