@@ -10,7 +10,7 @@ import json
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from hull.errors import Conflict, InvalidArgument, NotFound
@@ -109,7 +109,8 @@ def remove_container_dir(root: str, container_id: str) -> None:
 
 
 def save(root: str, state: ContainerState) -> None:
-    data = json.dumps(asdict(state), separators=(",", ":")).encode()
+    # vars(), not asdict(): the fields are plain JSON values already, and asdict would deep-copy the config.
+    data = json.dumps(vars(state), separators=(",", ":")).encode()
     atomic_write(os.path.join(container_dir(root, state.id), STATE_FILE), data, 0o600, fsync=False)
 
 
