@@ -22,7 +22,6 @@ from hull.errors import Conflict, HullError, InvalidArgument, NotFound
 from hull.images import ids
 from hull.images.changes import apply_changes, parse_changes
 from hull.images.commit import EMPTY_LAYER_DIFF_ID, _register_spooled, host_platform
-from hull.images.delete import free_unused_layers
 from hull.images.filters import familiar_match, parse_timestamp
 from hull.images.operations import (
     commit,
@@ -575,7 +574,7 @@ def test_an_image_a_container_uses_is_kept_and_force_keeps_its_layers(service: I
     with mounted(service, container_id) as root:
         assert (root / "etc/os").read_text() == "hull\n"
     service.layers.delete_rw(container_id)
-    assert [layer.chain_id for layer in free_unused_layers(service, digest(BASE))] == [digest(BASE)]
+    assert [layer.chain_id for layer in service.free_unused_layers(digest(BASE))] == [digest(BASE)]
     assert service.driver.layer_ids() == []
 
 

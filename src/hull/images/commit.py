@@ -38,10 +38,9 @@ from hull.errors import HullError, InvalidArgument, NotFound
 from hull.images import containerconfig as cc
 from hull.images import ids
 from hull.images.changes import apply_changes, parse_changes
-from hull.images.delete import free_unused_layers, parse_new_tag
 from hull.images.imagedb import rfc3339_nano
 from hull.images.layerdb import LayerRecord, MountRecord
-from hull.images.reference import Reference
+from hull.images.reference import Reference, parse_new_tag
 from hull.images.service import ImageService
 from hull.storage import archive
 
@@ -134,10 +133,10 @@ def _register_spooled(service: ImageService, produce: Callable[[BinaryIO], str],
         diff_id, layer = _spooled(service.root.layerdb_tmp, produce, consume)
     except BaseException:
         if registered:  # the producer failed after a cut stream was taken for a whole layer
-            free_unused_layers(service, registered[0].chain_id)
+            service.free_unused_layers(registered[0].chain_id)
         raise
     if diff_id != layer.diff_id:
-        free_unused_layers(service, layer.chain_id)
+        service.free_unused_layers(layer.chain_id)
         raise HullError(f"layer changed while it was read: wrote {diff_id}, stored {layer.diff_id}")
     return layer
 
@@ -206,7 +205,7 @@ def import_image(
         )
         image_id = service.create_image(raw)
     except BaseException:
-        free_unused_layers(service, layer.chain_id)
+        service.free_unused_layers(layer.chain_id)
         raise
     _tag(service, image_id, ref)
     return image_id
@@ -330,9 +329,9 @@ def commit(
         )
         image_id = service.create_image(raw, parent=parent_id)
     except BaseException:
-        free_unused_layers(service, layer.chain_id)
+        service.free_unused_layers(layer.chain_id)
         raise
     if empty:
-        free_unused_layers(service, layer.chain_id)  # the empty layer is in no rootfs: Docker releases it too
+        service.free_unused_layers(layer.chain_id)  # the empty layer is in no rootfs: Docker releases it too
     _tag(service, image_id, ref)
     return image_id

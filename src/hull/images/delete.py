@@ -50,40 +50,13 @@ class PruneReport(TypedDict):
     SpaceReclaimed: int
 
 
-def parse_new_tag(name: str) -> Reference:
-    """The tag reference `name` names (`name` alone means `name:latest`); a digest reference is refused."""
-    ref = reference.parse(name)
-    if ref.digest is not None:
-        raise InvalidArgument(f"refusing to create a tag with a digest reference: {name}")
-    return ref.with_default_tag()
-
-
 def tag(service: ImageService, source: str, target: str) -> str:
     """Point the tag `target` at the image `source` names (moving it if it names another); returns it familiar."""
-    ref = parse_new_tag(target)
+    ref = reference.parse_new_tag(target)
     image_id = service.lookup(source)
     service.tag(image_id, ref.familiar())
     service.images.set_last_updated(image_id)  # Docker's LastTagTime
     return ref.familiar()
-
-
-def free_unused_layers(service: ImageService, top: str | None) -> list[LayerRecord]:
-    """Delete the layers of the chain `top` that nothing needs any more, top down; returns them.
-
-    Stops at the first layer still needed: every layer below it is needed too.
-    """
-    usage = service.layers.db.usage(service.images)
-    freed: list[LayerRecord] = []
-    chain = top
-    while chain is not None and chain in usage.layers and not usage.is_used(chain):
-        record = usage.layers[chain]
-        try:
-            service.layers.delete(chain)
-        except Conflict:
-            break  # a layer nothing names is built on it (left by a crash): keep the chain
-        freed.append(record)
-        chain = record.parent
-    return freed
 
 
 class _Kind(enum.Flag):
@@ -194,7 +167,7 @@ class _Deleter:
             self.untagged(ref)
         self.service.images.delete(image_id)
         self.records.append({"Deleted": image_id})
-        for layer in free_unused_layers(self.service, top):
+        for layer in self.service.free_unused_layers(top):
             self.records.append({"Deleted": layer.chain_id})
             self.freed.append(layer)
         if prune and parent is not None and self.service.images.exists(parent):

@@ -211,3 +211,11 @@ def validate_tag(tag: str) -> str:
     if not isinstance(tag, str) or _TAG_RE.fullmatch(tag) is None:
         raise InvalidArgument(f"invalid tag format: {tag!r}")
     return tag
+
+
+def parse_new_tag(name: str) -> Reference:
+    """The tag reference `name` names for tagging (`name` alone means `name:latest`); a digest reference is refused."""
+    ref = parse(name)
+    if ref.digest is not None:
+        raise InvalidArgument(f"refusing to create a tag with a digest reference: {name}")
+    return ref.with_default_tag()

@@ -13,10 +13,11 @@ by the chain ids of the config's `rootfs.diff_ids`; its top layer is the last of
 
 from dataclasses import dataclass
 
-from hull.errors import InvalidArgument, NotFound
+from hull.errors import Conflict, InvalidArgument, NotFound
 from hull.images import ids, reference
 from hull.images.distmeta import DistributionMetadata
 from hull.images.imagedb import ImageConfig, ImageDB, ImageDBRecovery, parse_config
+from hull.images.layerdb import LayerRecord
 from hull.images.layerstore import LayerStore, Recovery
 from hull.images.references import ReferenceStore
 from hull.layout import DataRoot
@@ -99,8 +100,24 @@ class ImageService:
 
     def tag(self, image_id: str, name: str) -> reference.Reference:
         """Point `name` (name:latest when it has no tag) at the image, moving the tag if needed."""
-        ref = reference.parse_tagged(name)
-        if ref.digest is not None:
-            raise InvalidArgument(f"refusing to create a tag with a digest reference: {name}")
+        ref = reference.parse_new_tag(name)
         self.refs.add(ref, image_id, force=True)
         return ref
+
+    def free_unused_layers(self, top: str | None) -> list[LayerRecord]:
+        """Delete the layers of the chain `top` that nothing needs any more, top down; returns them.
+
+        Stops at the first layer still needed: every layer below it is needed too.
+        """
+        usage = self.layers.db.usage(self.images)
+        freed: list[LayerRecord] = []
+        chain = top
+        while chain is not None and chain in usage.layers and not usage.is_used(chain):
+            record = usage.layers[chain]
+            try:
+                self.layers.delete(chain)
+            except Conflict:
+                break  # a layer nothing names is built on it (left by a crash): keep the chain
+            freed.append(record)
+            chain = record.parent
+        return freed
