@@ -39,29 +39,18 @@ from hull.images.reference import parse
 from hull.images.service import ImageService
 from hull.layout import DataRoot
 from hull.testing import mounts_under
+from hull.testing.layers import make_layer_tar
 
 MTIME = 1_700_000_000
 
 
-def make_tar(entries: list[tuple[str, bytes | None]]) -> bytes:
-    """A layer tar: (name, content) files, (name/, None) directories."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in entries:
-            info = tarfile.TarInfo(name.rstrip("/"))
-            info.mtime = MTIME
-            if data is None:
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
-            else:
-                info.size, info.mode = len(data), 0o644
-                tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
-BASE = make_tar([("etc/", None), ("etc/os", b"hull\n"), ("bin/", None), ("bin/tool", b"#!/bin/sh\n"), ("old", b"x")])
-TOP = make_tar([("etc/", None), ("etc/top", b"top layer\n")])
-OTHER = make_tar([("srv/", None), ("srv/data", b"12345")])
+BASE = make_layer_tar(
+    [("etc/", None), ("etc/os", b"hull\n"), ("bin/", None), ("bin/tool", b"#!/bin/sh\n"), ("old", b"x")]
+)
+TOP = make_layer_tar([("etc/", None), ("etc/top", b"top layer\n")])
+OTHER = make_layer_tar([("srv/", None), ("srv/data", b"12345")])
 BASE_SIZE = len(b"hull\n#!/bin/sh\nx")
 
 
@@ -388,7 +377,7 @@ def test_commit_pauses_the_container_while_its_layer_is_read(service: ImageServi
 @pytest.mark.container
 def test_a_layer_whose_producer_fails_is_not_kept(service: ImageService) -> None:
     def produce(out: BinaryIO) -> str:
-        out.write(make_tar([("a", b"x")]))  # a tar that reads as complete...
+        out.write(make_layer_tar([("a", b"x")]))  # a tar that reads as complete...
         raise OSError("the disk went away")  # ...then the producer fails
 
     with pytest.raises(OSError, match="the disk went away"):

@@ -17,29 +17,18 @@ from hull.images.layerstore import LayerStore
 from hull.layout import DataRoot
 from hull.storage.driver import open_driver
 from hull.testing import mounts_under
+from hull.testing.layers import make_layer_tar
 
 pytestmark = pytest.mark.container
 
 
-def make_tar(entries: list[tuple[str, bytes | None]]) -> bytes:
-    """A layer tar: (name, content) files, (name/, None) directories."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in entries:
-            info = tarfile.TarInfo(name.rstrip("/"))
-            info.mtime = 1_700_000_000
-            if data is None:
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
-            else:
-                info.size, info.mode = len(data), 0o644
-                tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
-BASE = make_tar([("etc/", None), ("etc/os", b"hull\n"), ("bin/", None), ("bin/tool", b"#!/bin/sh\n"), ("old", b"x")])
-MIDDLE = make_tar([("etc/", None), ("etc/os", b"hull 2\n"), ("etc/new", b"new\n")])
-TOP = make_tar([(".wh.old", b""), ("bin/", None), ("bin/.wh..wh..opq", b""), ("bin/other", b"o")])
+BASE = make_layer_tar(
+    [("etc/", None), ("etc/os", b"hull\n"), ("bin/", None), ("bin/tool", b"#!/bin/sh\n"), ("old", b"x")]
+)
+MIDDLE = make_layer_tar([("etc/", None), ("etc/os", b"hull 2\n"), ("etc/new", b"new\n")])
+TOP = make_layer_tar([(".wh.old", b""), ("bin/", None), ("bin/.wh..wh..opq", b""), ("bin/other", b"o")])
 
 
 @pytest.fixture(params=["overlay2", "vfs"])
@@ -126,7 +115,7 @@ def test_delete_removes_the_files(store: LayerStore) -> None:
 
 def test_sigkill_in_the_middle_of_register_then_recover(store: LayerStore, tmp_path: Path) -> None:
     base = store.register(io.BytesIO(BASE), None)
-    big = make_tar([(f"f{i:05d}", os.urandom(2048)) for i in range(3000)])
+    big = make_layer_tar([(f"f{i:05d}", os.urandom(2048)) for i in range(3000)])
     for delay in (0.005, 0.02, 0.05, 0.1):
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child is killed
