@@ -698,6 +698,10 @@ class TarHeader:
     xattrs: dict[str, bytes] = field(default_factory=dict)
 
 
+_MAX_OCTAL_8 = 8**7  # what width-1 octal digits hold, for 8- and 12-byte fields
+_MAX_OCTAL_12 = 8**11
+
+
 def _fits_octal(value: int, width: int) -> bool:
     return 0 <= value < 8 ** (width - 1)
 
@@ -753,14 +757,16 @@ def _block(
     # bits), cannot put a binary value (security.capability) in a PAX record, splits long names at
     # another slash than Go and names PAX headers differently, all of which change the diff id.
     dev = b"\0" * 16 if devices is None else _octal(devices[0], 8) + _octal(devices[1], 8)
+    fits = min(mode, uid, gid, size, mtime) >= 0
+    fits = fits and max(mode, uid, gid) < _MAX_OCTAL_8 and max(size, mtime) < _MAX_OCTAL_12
+    if fits:  # one format for all five: this runs for every file of every layer written
+        numbers = b"%07o\0%07o\0%07o\0%011o\0%011o\0" % (mode, uid, gid, size, mtime)
+    else:
+        numbers = _octal(mode, 8) + _octal(uid, 8) + _octal(gid, 8) + _octal(size, 12) + _octal(mtime, 12)
     block = b"".join(
         (
             _field(name, 100),
-            _octal(mode, 8),
-            _octal(uid, 8),
-            _octal(gid, 8),
-            _octal(size, 12),
-            _octal(mtime, 12),
+            numbers,
             b" " * 8,
             typeflag,
             _field(linkname, 100),
