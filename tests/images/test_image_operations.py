@@ -124,9 +124,8 @@ def layer_names(service: ImageService, chain_id: str) -> list[str]:
         return tar.getnames()
 
 
-@pytest.fixture(params=["overlay2"])
-def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ImageService]:
-    s = ImageService(DataRoot(str(tmp_path / "data")), request.param)
+def _service(driver: str, tmp_path: Path) -> Iterator[ImageService]:
+    s = ImageService(DataRoot(str(tmp_path / "data")), driver)
     try:
         yield s
     finally:
@@ -134,19 +133,17 @@ def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ImageSer
             s.layers.delete_rw(container_id)
         s.close()
     assert not mounts_under(tmp_path)
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[ImageService]:
+    yield from _service("overlay2", tmp_path)
 
 
 @pytest.fixture(params=["overlay2", "vfs"])
 def any_service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ImageService]:
     """Both graph drivers: what commits differs between them (overlay upper dir vs. two full trees)."""
-    s = ImageService(DataRoot(str(tmp_path / "data")), request.param)
-    try:
-        yield s
-    finally:
-        for container_id in s.layers.db.list_mounts():
-            s.layers.delete_rw(container_id)
-        s.close()
-    assert not mounts_under(tmp_path)
+    yield from _service(request.param, tmp_path)
 
 
 # --- import and export ------------------------------------------------------------------------------------

@@ -168,9 +168,6 @@ class LayerStore:
     def unmount(self, container_id: str) -> None:
         self.driver.put(self.db.get_mount(container_id).mount_id)
 
-    def rw_graph_data(self, container_id: str) -> dict[str, str]:
-        return self.driver.metadata(self.db.get_mount(container_id).mount_id)
-
     def diff_rw(self, container_id: str, out: BinaryIO) -> str:
         """Write the container's changes as a layer tar; returns its diff id."""
         m = self.db.get_mount(container_id)
@@ -196,14 +193,3 @@ class LayerStore:
             return
         for layer_id in (m.mount_id, m.init_id):
             self.driver.remove(layer_id)
-
-    def size_rw(self, container_id: str) -> int:
-        """Bytes of regular files in the container's read-write layer (Docker's SizeRw)."""
-        total, seen = 0, set()
-        for top, _, files in os.walk(self.driver.diff_path(self.db.get_mount(container_id).mount_id)):
-            for name in files:
-                st = os.lstat(os.path.join(top, name))
-                if (st.st_dev, st.st_ino) not in seen:
-                    seen.add((st.st_dev, st.st_ino))
-                    total += st.st_size
-        return total
