@@ -19,7 +19,8 @@ Contract:
   is added then, as in Docker). A commit records the parent image in imagedb's metadata.
 - No layer is ever held in memory whole: an import's tar is spooled to an unnamed file beside
   the layers, then registered; a commit goes through layerstore.register_rw (on overlay2 the
-  read-write layer is copied straight into the new layer, its tar only hashed and split). The same change commits to the same diff id, and a layer that
+  read-write layer is copied straight into the new layer, its tar only hashed and split).
+  The same change commits to the same diff id, and a layer that
   is already stored is shared, not stored twice.
 - Input is checked before anything is written (reference, changes, platform, container,
   parent image); a failure after a layer was registered frees that layer if nothing uses it.
