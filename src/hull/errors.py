@@ -24,3 +24,11 @@ class NotFound(HullError):
 
 class Conflict(HullError):
     """The request clashes with existing state (an id in use, a container still running)."""
+
+
+class NotModified(HullError):
+    """The request asked for a state that already holds (start a running container): HTTP 304."""
+
+
+class Forbidden(HullError):
+    """The operation is not allowed on this object (removing an image a running container uses)."""

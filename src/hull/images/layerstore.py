@@ -21,6 +21,7 @@ Contract:
 """
 
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -184,6 +185,21 @@ class LayerStore:
                 lowers += [self.driver.diff_path(layer.cache_id) for layer in reversed(self.chain(m.parent))]
             return archive.overlay_changes(self.driver.diff_path(m.mount_id), lowers)
         return archive.dir_changes(self.driver.diff_path(m.init_id), self.driver.diff_path(m.mount_id))
+
+    def rw_size(self, container_id: str) -> int:
+        """Docker's SizeRw: bytes of the regular files the container added or changed."""
+        m = self.db.get_mount(container_id)
+        top = self.driver.diff_path(m.mount_id)
+        paths = (ch.path.lstrip("/") for ch in self.changes_rw(container_id) if ch.kind != "D")
+        total = 0
+        for rel in paths:
+            try:
+                st = os.lstat(os.path.join(top, rel))
+            except OSError:
+                continue  # a directory's entry under overlay: only its own files count
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_size
+        return total
 
     def delete_rw(self, container_id: str) -> None:
         """Remove a container's layers: the record first, then the driver's layers (unmounted)."""

@@ -1,0 +1,701 @@
+"""Containers of one daemon: create, start, stop, kill, restart, wait, remove, and restore after a restart.
+
+Vocabulary: a container's *record* is its containers/<id>/ directory (record.py); its
+*exec dir* is <exec-root>/containers/<id>/, on tmpfs, holding the OCI bundle's config.json
+and its shim's socket. A running container is watched by a *monitor* task that waits on
+the shim; when the init exits the monitor records the exit, tells `wait`ers, releases the
+shim and the rootfs mount, and removes the container if it was started with --rm.
+
+Attach before start: `docker run` attaches before it starts. Attachers of a container that
+is not running yet wait in `_pending_attach`; `start` connects them to the new shim before
+it lets the container's process run, so they see all of its output.
+"""
+
+import asyncio
+import logging
+import os
+import secrets
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from hull.containers import files, names
+from hull.containers.jsonlog import parse_log_opts
+from hull.containers.ocispec import SpecInputs, build_spec, cgroups_path, resolve_command
+from hull.containers.record import Container, State
+from hull.errors import Conflict, HullError, InvalidArgument, NotFound, NotModified
+from hull.fsutil import atomic_write
+from hull.images import containerconfig as cc
+from hull.runtime.spec import CONFIG_FILE
+from hull.shim.client import ShimClient
+from hull.shim.config import ShimConfig
+
+if TYPE_CHECKING:
+    from hull.daemon.daemon import Daemon
+
+log = logging.getLogger("hulld.containers")
+
+DEFAULT_STOP_TIMEOUT = 10
+# How long a removed container's exit code is kept for a `wait?condition=removed` that comes late.
+RECENTLY_REMOVED_TTL = 60.0
+
+
+def rfc3339_now() -> str:
+    t = time.time_ns()
+    secs, nanos = divmod(t, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{nanos:09d}Z"
+
+
+def parse_signal(value: str | int | None, default: int = signal.SIGKILL) -> int:
+    """"SIGTERM", "TERM", "15" or 15 -> 15; InvalidArgument for anything else."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, int) or str(value).isdigit():
+        num = int(value)
+        if 0 < num < signal.NSIG:
+            return num
+    else:
+        name = str(value).upper()
+        name = name if name.startswith("SIG") else "SIG" + name
+        sig = getattr(signal.Signals, name, None) if name in signal.Signals.__members__ else None
+        if sig is not None:
+            return int(sig)
+    raise InvalidArgument(f"Invalid signal: {value}")
+
+
+@dataclass
+class _Live:
+    """What the daemon holds for a container between start and the end of its monitor."""
+
+    shim: ShimClient
+    monitor: asyncio.Task[None] | None = None
+    exited: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class _Attacher:
+    stdin: bool
+    stdout: bool
+    stderr: bool
+    connected: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
+
+
+class ContainerManager:
+    def __init__(self, daemon: "Daemon") -> None:
+        self.daemon = daemon
+        self.root = daemon.root
+        self._by_id: dict[str, Container] = {}
+        self._names: dict[str, str] = {}
+        self._live: dict[str, _Live] = {}
+        self._pending_attach: dict[str, list[_Attacher]] = {}
+        self._exit_waiters: dict[str, list[asyncio.Future[int]]] = {}
+        self._remove_waiters: dict[str, list[asyncio.Future[int]]] = {}
+        self._recently_removed: dict[str, tuple[float, int]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.exec_root = os.path.join(daemon.config.exec_root, "containers")
+        self.runtime_root = os.path.join(daemon.config.exec_root, "runtime")
+
+    # --- lookup -----------------------------------------------------------------------------
+
+    def all(self) -> list[Container]:
+        return list(self._by_id.values())
+
+    def running_ids(self) -> set[str]:
+        return {c.id for c in self._by_id.values() if c.state.running}
+
+    def get(self, ref: str) -> Container:
+        """By full id, name (with or without "/"), or unique id prefix, as Docker resolves them."""
+        c = self._by_id.get(ref)
+        if c is not None:
+            return c
+        cid = self._names.get(ref.lstrip("/"))
+        if cid is not None:
+            return self._by_id[cid]
+        if ref and all(ch in "0123456789abcdef" for ch in ref):
+            found = [c for c in self._by_id.values() if c.id.startswith(ref)]
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                raise InvalidArgument(f"multiple IDs found with provided prefix: {ref}")
+        raise NotFound(f"No such container: {ref}")
+
+    def lock(self, cid: str) -> asyncio.Lock:
+        return self._locks.setdefault(cid, asyncio.Lock())
+
+    def _event(self, c: Container, action: str, **extra: str) -> None:
+        attrs = {"image": c.image_name, "name": c.name}
+        attrs.update({k: str(v) for k, v in (c.config.get("Labels") or {}).items()})
+        attrs.update(extra)
+        self.daemon.events.publish("container", action, c.id, attrs)
+
+    # --- load and restore ---------------------------------------------------------------------
+
+    def load(self) -> None:
+        os.makedirs(self.root.containers, mode=0o710, exist_ok=True)
+        for cid in os.listdir(self.root.containers):
+            directory = os.path.join(self.root.containers, cid)
+            try:
+                c = Container.load(directory)
+            except (OSError, ValueError, KeyError) as e:
+                # No config.v2.json: a create that crashed before its record was complete.
+                log.warning("removing incomplete container record %s: %s", cid, e)
+                self._remove_incomplete(cid, directory)
+                continue
+            self._by_id[c.id] = c
+            self._names[c.name] = c.id
+
+    def _remove_incomplete(self, cid: str, directory: str) -> None:
+        try:
+            self.daemon.images.layers.delete_rw(cid)
+        except HullError:
+            pass
+        shutil.rmtree(directory, ignore_errors=True)
+
+    async def restore(self) -> None:
+        """Find running containers through their shims; record those that died while we were away."""
+        await self.daemon.blocking(self.load)
+        for c in list(self._by_id.values()):
+            if not c.state.running:
+                continue
+            shim = ShimClient(self._exec_dir(c.id))
+            state: dict[str, Any] | None = None
+            if shim.alive():
+                try:
+                    state = await shim.state()
+                except HullError as e:
+                    log.warning("container %s: shim does not answer: %s", c.id, e)
+            if state is not None and state.get("status") in ("running", "paused", "created"):
+                live = _Live(shim)
+                self._live[c.id] = live
+                c.state.paused = state.get("status") == "paused"
+                live.monitor = asyncio.create_task(self._monitor(c, live))
+                continue
+            exit_info = state if state is not None else self._read_exit_file(c)
+            await self._finish(c, shim if state is not None else None, exit_info)
+
+    def _read_exit_file(self, c: Container) -> dict[str, Any]:
+        import json
+
+        try:
+            with open(c.exit_file, "rb") as f:
+                return dict(json.load(f))
+        except (OSError, ValueError):
+            # The shim itself died: nobody saw the exit status. Docker reports 255 then.
+            return {"exit_code": 255, "exited_at": rfc3339_now(), "oom_killed": False}
+
+    async def shutdown(self) -> None:
+        """Stop watching; containers keep running under their shims (live restore)."""
+        for live in self._live.values():
+            if live.monitor is not None:
+                live.monitor.cancel()
+        tasks = [live.monitor for live in self._live.values() if live.monitor is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # --- create -------------------------------------------------------------------------------
+
+    async def create(self, name: str, body: dict[str, Any]) -> tuple[Container, list[str]]:
+        """POST /containers/create: the record, the init and read-write layers; nothing runs yet."""
+        host_config = body.pop("HostConfig", None) or {}
+        body.pop("NetworkingConfig", None)
+        if not isinstance(host_config, dict):
+            raise InvalidArgument("invalid HostConfig: must be a JSON object")
+        image_ref = body.get("Image") or ""
+        if not image_ref:
+            raise InvalidArgument("No image specified")  # Docker: "config cannot be empty ..." varies
+        config = cc.normalize(body, "container config")
+        warnings = self._check_host_config(host_config)
+        image_id = await self.daemon.blocking(self.daemon.images.lookup, image_ref)
+        image_config = await self.daemon.blocking(self.daemon.images.config, image_id)
+        merged = cc.merge(config, cc.normalize(image_config.config or {}, "image config"))
+        merged["Image"] = image_ref
+        command = resolve_command(merged)
+        if name:
+            if not names.valid_name(name):
+                raise InvalidArgument(
+                    f'Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed'
+                )
+            name = name.lstrip("/")
+        cid = secrets.token_hex(32)
+        name = self._reserve_name(name, cid)
+        c = Container(
+            id=cid,
+            name=name,
+            created=rfc3339_now(),
+            image_id=image_id,
+            config=merged,
+            host_config=self._complete_host_config(host_config),
+            path=command[0],
+            args=command[1:],
+            driver=self.root.driver,
+            directory=os.path.join(self.root.containers, cid),
+        )
+        if not c.config.get("Hostname"):
+            c.config["Hostname"] = cid[:12]
+        c.network_settings = self._network_settings(c)
+        try:
+            top = self.daemon.images.top_layer(image_id)
+            await self.daemon.locked(self.daemon.images.layers.create_rw, cid, top)
+            await self.daemon.blocking(self._write_record, c)
+        except BaseException:
+            self._names.pop(name, None)
+            await self.daemon.locked(self._remove_incomplete, cid, c.directory)
+            raise
+        self._by_id[cid] = c
+        self._event(c, "create")
+        return c, warnings
+
+    def _reserve_name(self, name: str, cid: str) -> str:
+        if name:
+            other = self._names.get(name)
+            if other is not None:
+                raise Conflict(
+                    f'Conflict. The container name "/{name}" is already in use by container "{other}". '
+                    "You have to remove (or rename) that container to be able to reuse that name."
+                )
+        else:
+            for attempt in range(10):
+                name = names.random_name(attempt)
+                if name not in self._names:
+                    break
+        self._names[name] = cid
+        return name
+
+    def _write_record(self, c: Container) -> None:
+        os.makedirs(c.directory, mode=0o710)
+        host_network = c.host_config.get("NetworkMode") == "host"
+        hostname = os.uname().nodename if host_network else c.config["Hostname"]
+        files.write_container_files(
+            c.directory,
+            hostname,
+            files.hosts_content([]),
+            files.resolv_conf_content(
+                host_network,
+                list(c.host_config.get("Dns") or []),
+                list(c.host_config.get("DnsSearch") or []),
+                list(c.host_config.get("DnsOptions") or []),
+            ),
+        )
+        c.save()
+
+    def _check_host_config(self, hc: dict[str, Any]) -> list[str]:
+        """Refuse what hull cannot do yet, clearly, before anything is written."""
+        warnings: list[str] = []
+        mode = hc.get("NetworkMode") or "default"
+        if mode not in ("default", "bridge", "none", "host") and not mode.startswith("container:"):
+            raise NotFound(f"network {mode} not found")
+        for key in ("Binds", "PortBindings", "Mounts", "VolumesFrom", "Links"):
+            if hc.get(key):
+                raise InvalidArgument(f"{key} is not supported by hull yet (volumes and networks come later)")
+        policy = (hc.get("RestartPolicy") or {}).get("Name") or "no"
+        if policy not in ("", "no", "always", "unless-stopped", "on-failure"):
+            raise InvalidArgument(f"invalid restart policy {policy!r}")
+        if hc.get("AutoRemove") and policy not in ("", "no"):
+            raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
+        log_config = hc.get("LogConfig") or {}
+        if log_config.get("Type") not in (None, "", "json-file"):
+            raise InvalidArgument(f"logging driver {log_config.get('Type')!r} is not supported: hull writes json-file")
+        parse_log_opts(log_config.get("Config") or {})
+        return warnings
+
+    def _complete_host_config(self, hc: dict[str, Any]) -> dict[str, Any]:
+        out = dict(hc)
+        out.setdefault("NetworkMode", "default")
+        if not out["NetworkMode"]:
+            out["NetworkMode"] = "default"
+        out.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
+        if not (out.get("LogConfig") or {}).get("Type"):
+            out["LogConfig"] = {"Type": "json-file", "Config": (out.get("LogConfig") or {}).get("Config") or {}}
+        out.setdefault("Privileged", False)
+        out.setdefault("AutoRemove", False)
+        return out
+
+    def _network_settings(self, c: Container) -> dict[str, Any]:
+        mode = c.host_config.get("NetworkMode", "default")
+        net = "bridge" if mode == "default" else mode
+        networks = {} if mode.startswith("container:") else {net: {"IPAddress": "", "Gateway": "", "MacAddress": ""}}
+        return {
+            "Bridge": "",
+            "SandboxID": "",
+            "HairpinMode": False,
+            "Ports": {},
+            "SandboxKey": "",
+            "IPAddress": "",
+            "Gateway": "",
+            "MacAddress": "",
+            "Networks": networks,
+        }
+
+    # --- start --------------------------------------------------------------------------------
+
+    def _exec_dir(self, cid: str) -> str:
+        return os.path.join(self.exec_root, cid)
+
+    async def start(self, c: Container) -> None:
+        async with self.lock(c.id):
+            if c.state.running:
+                raise NotModified("container already started")
+            if c.state.removal_in_progress or c.id not in self._by_id:
+                raise Conflict(f"container {c.id} is marked for removal and cannot be started")
+            await self._start_locked(c)
+
+    async def _start_locked(self, c: Container) -> None:
+        exec_dir = self._exec_dir(c.id)
+        rootfs = await self.daemon.locked(self.daemon.images.layers.mount, c.id)
+        try:
+            spec = await self.daemon.blocking(self._write_bundle, c, exec_dir, rootfs)
+            max_size, max_file = parse_log_opts((c.host_config.get("LogConfig") or {}).get("Config") or {})
+            shim_config = ShimConfig(
+                id=c.id,
+                bundle=exec_dir,
+                exec_dir=exec_dir,
+                exit_file=c.exit_file,
+                runtime=self.daemon.config.runtime_path(c.host_config.get("Runtime") or self.daemon.config.default_runtime),
+                runtime_root=self.runtime_root,
+                log_path=c.log_path,
+                log_max_size=max_size,
+                log_max_file=max_file,
+                terminal=bool(c.config.get("Tty")),
+                open_stdin=bool(c.config.get("OpenStdin")),
+                stdin_once=bool(c.config.get("StdinOnce")),
+                memory_cgroup=spec["linux"].get("cgroupsPath", ""),
+            )
+            try:
+                os.unlink(c.exit_file)
+            except FileNotFoundError:
+                pass
+            assert self.daemon.forkserver is not None
+            await self.daemon.forkserver.spawn(shim_config)
+        except HullError as e:
+            await self._failed_start(c, exec_dir, e)
+            raise
+        shim = ShimClient(exec_dir)
+        live = _Live(shim)
+        self._live[c.id] = live
+        try:
+            await self._connect_attachers(c, shim)
+            started = await shim.start()
+        except HullError as e:
+            self._live.pop(c.id, None)
+            await self._release(c, shim)
+            await self._failed_start(c, exec_dir, e, released=True)
+            raise
+        c.state = State(running=True, pid=int(started.get("pid") or 0), started_at=started.get("started_at") or rfc3339_now())
+        c.has_been_started_before = True
+        c.has_been_manually_stopped = False
+        await self.daemon.blocking(c.save)
+        self._event(c, "start")
+        live.monitor = asyncio.create_task(self._monitor(c, live))
+
+    def _write_bundle(self, c: Container, exec_dir: str, rootfs: str) -> dict[str, Any]:
+        import json
+
+        spec = build_spec(
+            SpecInputs(
+                container_id=c.id,
+                config=c.config,
+                host_config=c.host_config,
+                rootfs=rootfs,
+                hostname_path=c.hostname_path,
+                hosts_path=c.hosts_path,
+                resolv_conf_path=c.resolv_conf_path,
+                namespace_paths=self._namespace_paths(c),
+                cgroup_parent_default=self.daemon.config.cgroup_parent,
+            )
+        )
+        os.makedirs(exec_dir, mode=0o700, exist_ok=True)
+        atomic_write(os.path.join(exec_dir, CONFIG_FILE), json.dumps(spec).encode(), mode=0o600, fsync=False)
+        return spec
+
+    def _namespace_paths(self, c: Container) -> dict[str, str]:
+        """container:<x> modes: the other container's namespace files (it must be running)."""
+        out = {}
+        for key, ns in (("PidMode", "pid"), ("IpcMode", "ipc"), ("UTSMode", "uts"), ("NetworkMode", "net")):
+            mode = c.host_config.get(key) or ""
+            if mode.startswith("container:"):
+                other = self.get(mode.partition(":")[2])
+                if not other.state.running:
+                    raise Conflict(f"cannot join namespaces of container {other.id}: it is not running")
+                out["network" if ns == "net" else ns] = f"/proc/{other.state.pid}/ns/{ns}"
+        return out
+
+    async def _failed_start(self, c: Container, exec_dir: str, error: HullError, released: bool = False) -> None:
+        if not released:
+            await self.daemon.locked(self._unmount_quietly, c.id)
+        shutil.rmtree(exec_dir, ignore_errors=True)
+        message = error.message
+        c.state.error = message
+        # What Docker records for a process that could not be started (the CLI maps these too).
+        if "executable file not found" in message or "no such file or directory" in message:
+            c.state.exit_code = 127
+        elif "permission denied" in message:
+            c.state.exit_code = 126
+        else:
+            c.state.exit_code = 128
+        await self.daemon.blocking(c.save)
+        self._fail_pending_attach(c.id, error)
+
+    def _unmount_quietly(self, cid: str) -> None:
+        try:
+            self.daemon.images.layers.unmount(cid)
+        except HullError as e:
+            log.warning("container %s: %s", cid, e.message)
+
+    # --- attach -------------------------------------------------------------------------------
+
+    async def attach(
+        self, c: Container, stdin: bool, stdout: bool, stderr: bool
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A stream from the container's shim (frames as the shim sends them). Before start,
+        this waits for the start; a stopped container that is not starting ends at once."""
+        live = self._live.get(c.id)
+        if live is not None and c.state.running:
+            return await live.shim.attach(stdin, stdout, stderr)
+        fut: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.get_running_loop().create_future()
+        self._pending_attach.setdefault(c.id, []).append(_Attacher(stdin, stdout, stderr, fut))
+        try:
+            return await fut
+        finally:
+            waiting = self._pending_attach.get(c.id, [])
+            self._pending_attach[c.id] = [a for a in waiting if a.connected is not fut]
+
+    async def _connect_attachers(self, c: Container, shim: ShimClient) -> None:
+        for a in self._pending_attach.pop(c.id, []):
+            if a.connected.done():
+                continue
+            try:
+                a.connected.set_result(await shim.attach(a.stdin, a.stdout, a.stderr))
+            except HullError as e:
+                a.connected.set_exception(e)
+
+    def _fail_pending_attach(self, cid: str, error: HullError) -> None:
+        for a in self._pending_attach.pop(cid, []):
+            if not a.connected.done():
+                a.connected.set_exception(error)
+
+    # --- the end of a run -----------------------------------------------------------------------
+
+    async def _monitor(self, c: Container, live: _Live) -> None:
+        try:
+            info = await live.shim.wait()
+        except asyncio.CancelledError:
+            raise
+        except HullError as e:
+            log.warning("container %s: lost its shim: %s", c.id, e.message)
+            info = self._read_exit_file(c)
+        await self._finish(c, live.shim, info)
+
+    async def _finish(self, c: Container, shim: ShimClient | None, info: dict[str, Any]) -> None:
+        """Record the exit, release the shim and the mount, wake waiters, auto-remove."""
+        async with self.lock(c.id):
+            code = int(info.get("exit_code") if info.get("exit_code") is not None else 255)
+            oom = bool(info.get("oom_killed"))
+            c.state = State(
+                exit_code=code,
+                oom_killed=oom,
+                started_at=c.state.started_at,
+                finished_at=info.get("exited_at") or rfc3339_now(),
+                health=None,
+            )
+            live = self._live.pop(c.id, None)
+            await self._release(c, shim)
+            if c.id in self._by_id:
+                await self.daemon.blocking(c.save)
+            if oom:
+                self._event(c, "oom")
+            self._event(c, "die", exitCode=str(code))
+            if live is not None:
+                live.exited.set()
+            for fut in self._exit_waiters.pop(c.id, []):
+                if not fut.done():
+                    fut.set_result(code)
+        if c.host_config.get("AutoRemove") and c.id in self._by_id:
+            try:
+                await self.remove(c, force=True)
+            except HullError as e:
+                log.warning("container %s: auto-remove failed: %s", c.id, e.message)
+
+    async def _release(self, c: Container, shim: ShimClient | None) -> None:
+        if shim is not None:
+            try:
+                await shim.delete()
+            except HullError as e:
+                log.warning("container %s: shim delete: %s", c.id, e.message)
+        else:
+            await self._force_delete_runtime_state(c)
+        await self.daemon.locked(self._unmount_quietly, c.id)
+        shutil.rmtree(self._exec_dir(c.id), ignore_errors=True)
+
+    async def _force_delete_runtime_state(self, c: Container) -> None:
+        """The shim is gone: have the runtime clean its state (processes, cgroup) itself."""
+        runtime = self.daemon.config.runtime_path(c.host_config.get("Runtime") or self.daemon.config.default_runtime)
+        import sys
+
+        argv = [runtime] if runtime else [sys.executable, "-m", "hull.runtime.cli"]
+        proc = await asyncio.create_subprocess_exec(
+            *argv, "--root", self.runtime_root, "delete", "--force", c.id,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        await proc.wait()
+
+    # --- stop, kill, restart ------------------------------------------------------------------
+
+    async def kill(self, c: Container, sig: int) -> None:
+        await self._running_shim(c).kill(sig)
+        self._event(c, "kill", signal=str(sig))
+
+    async def stop(self, c: Container, timeout: int | None = None, sig: int | None = None) -> None:
+        live = self._live.get(c.id)
+        if live is None or not c.state.running:
+            raise NotModified("container already stopped")
+        c.has_been_manually_stopped = True
+        if sig is None:
+            sig = parse_signal(c.config.get("StopSignal"), signal.SIGTERM)
+        if timeout is None:
+            configured = c.config.get("StopTimeout")
+            timeout = DEFAULT_STOP_TIMEOUT if configured is None else int(configured)
+        try:
+            await live.shim.kill(sig)
+            self._event(c, "kill", signal=str(sig))
+        except HullError:
+            pass  # it may have exited meanwhile
+        if timeout < 0 or not await self._wait_exited(live, timeout):
+            if timeout >= 0:
+                try:
+                    await live.shim.kill(signal.SIGKILL, all=True)
+                    self._event(c, "kill", signal=str(int(signal.SIGKILL)))
+                except HullError:
+                    pass
+            await live.exited.wait()
+        self._event(c, "stop")
+
+    async def _wait_exited(self, live: _Live, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(live.exited.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    async def restart(self, c: Container, timeout: int | None = None, sig: int | None = None) -> None:
+        if c.state.running:
+            await self.stop(c, timeout, sig)
+        await self.start(c)
+        self._event(c, "restart")
+
+    def is_running(self, cid: str) -> bool:
+        c = self._by_id.get(cid)
+        return c is not None and c.state.running
+
+    def _running_shim(self, c: Container) -> ShimClient:
+        live = self._live.get(c.id)
+        if live is None or not c.state.running:
+            raise Conflict(f"Container {c.id} is not running")
+        return live.shim
+
+    async def pause(self, c: Container) -> None:
+        shim = self._running_shim(c)
+        if c.state.paused:
+            raise Conflict(f"Container {c.id} is already paused")
+        await shim.pause()
+        c.state.paused = True
+        await self.daemon.blocking(c.save)
+        self._event(c, "pause")
+
+    async def unpause(self, c: Container) -> None:
+        shim = self._running_shim(c)
+        if not c.state.paused:
+            raise Conflict(f"Container {c.id} is not paused")
+        await shim.resume()
+        c.state.paused = False
+        await self.daemon.blocking(c.save)
+        self._event(c, "unpause")
+
+    async def resize(self, c: Container, height: int, width: int) -> None:
+        await self._running_shim(c).resize(height, width)
+
+    async def pause_for_commit(self, c: Container) -> Callable[[], Any]:
+        """Freeze a running container; returns the function that thaws it (no-op if not running)."""
+        live = self._live.get(c.id)
+        if live is None or not c.state.running or c.state.paused:
+            return lambda: None
+        await live.shim.pause()
+        return live.shim.resume
+
+    # --- wait ---------------------------------------------------------------------------------
+
+    async def wait(self, c: Container, condition: str) -> int:
+        """`not-running` (default), `next-exit`, or `removed`: the exit code when it holds."""
+        if condition not in ("", "not-running", "next-exit", "removed"):
+            raise InvalidArgument(f"invalid condition: {condition!r}")
+        loop = asyncio.get_running_loop()
+        if condition == "removed":
+            fut: asyncio.Future[int] = loop.create_future()
+            self._remove_waiters.setdefault(c.id, []).append(fut)
+            return await fut
+        if condition in ("", "not-running") and not c.state.running:
+            return c.state.exit_code
+        fut = loop.create_future()
+        self._exit_waiters.setdefault(c.id, []).append(fut)
+        return await fut
+
+    def removed_exit_code(self, ref: str) -> int | None:
+        """For a `wait?condition=removed` that arrives after the removal (--rm of a fast container)."""
+        now = time.monotonic()
+        for cid, (when, _) in list(self._recently_removed.items()):
+            if now - when > RECENTLY_REMOVED_TTL:
+                del self._recently_removed[cid]
+        hit = self._recently_removed.get(ref)
+        return hit[1] if hit is not None else None
+
+    # --- remove -------------------------------------------------------------------------------
+
+    async def remove(self, c: Container, force: bool = False) -> None:
+        if c.state.running:
+            if not force:
+                raise Conflict(
+                    f"You cannot remove a running container {c.id}. "
+                    "Stop the container before attempting removal or force remove"
+                )
+            await self.stop(c, timeout=0, sig=signal.SIGKILL)
+        async with self.lock(c.id):
+            if c.id not in self._by_id:
+                return
+            if c.state.removal_in_progress:
+                raise Conflict(f"removal of container {c.id} is already in progress")
+            c.state.removal_in_progress = True
+            try:
+                await self.daemon.locked(self.daemon.images.layers.delete_rw, c.id)
+            except NotFound:
+                pass
+            except HullError:
+                c.state.removal_in_progress = False
+                raise
+            await self.daemon.blocking(shutil.rmtree, c.directory, True)
+            del self._by_id[c.id]
+            if self._names.get(c.name) == c.id:
+                del self._names[c.name]
+            self._locks.pop(c.id, None)
+            self._recently_removed[c.id] = (time.monotonic(), c.state.exit_code)
+            self._event(c, "destroy")
+            for fut in self._remove_waiters.pop(c.id, []):
+                if not fut.done():
+                    fut.set_result(c.state.exit_code)
+            for fut in self._exit_waiters.pop(c.id, []):
+                if not fut.done():
+                    fut.set_result(c.state.exit_code)
+
+    async def rename(self, c: Container, new_name: str) -> None:
+        new_name = new_name.lstrip("/")
+        if not names.valid_name(new_name):
+            raise InvalidArgument(f"Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        self._reserve_name(new_name, c.id)
+        old = c.name
+        c.name = new_name
+        del self._names[old]
+        await self.daemon.blocking(c.save)
+        self._event(c, "rename", oldName="/" + old)
+
+    def is_image_in_use(self, image_id: str) -> bool:
+        return any(c.image_id == image_id for c in self._by_id.values())

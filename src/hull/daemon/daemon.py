@@ -1,0 +1,62 @@
+"""The daemon object: the services of one data root, wired together, and their start and stop.
+
+Vocabulary: the *store lock* serialises every change to the image store (layers, images,
+references, container read-write layers); image-store calls are blocking file work and run
+in worker threads (`blocking`), never on the event loop. Containers are created in processes
+forked by the shim fork server, not by this (threaded) process.
+
+Live restore: stopping hulld leaves running containers running; their shims keep them, and
+the next hulld finds them again (ContainerManager.restore).
+"""
+
+import asyncio
+import functools
+import logging
+import os
+from collections.abc import Callable
+from typing import TypeVar
+
+from hull.containers.manager import ContainerManager
+from hull.daemon.config import DaemonConfig
+from hull.daemon.events import EventBus
+from hull.images.service import ImageService
+from hull.layout import DataRoot
+from hull.shim.client import ForkServer
+
+log = logging.getLogger("hulld")
+
+T = TypeVar("T")
+
+
+class Daemon:
+    def __init__(self, config: DaemonConfig) -> None:
+        self.config = config
+        os.makedirs(config.data_root, mode=0o711, exist_ok=True)
+        os.makedirs(config.exec_root, mode=0o700, exist_ok=True)
+        self.images = ImageService(DataRoot(config.data_root), config.storage_driver)
+        self.root: DataRoot = self.images.root
+        self.events = EventBus()
+        self.store_lock = asyncio.Lock()
+        self.forkserver: ForkServer | None = None
+        self.containers = ContainerManager(self)
+
+    async def blocking(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
+        """Run blocking store or file work in a worker thread."""
+        return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
+
+    async def locked(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
+        """`blocking`, holding the store lock: for anything that changes the image store."""
+        async with self.store_lock:
+            return await self.blocking(fn, *args, **kwargs)
+
+    async def start(self) -> None:
+        recovery = await self.blocking(self.images.recover)
+        log.info("image store recovered: %s", recovery)
+        self.forkserver = await ForkServer.start()
+        await self.containers.restore()
+
+    async def stop(self) -> None:
+        """Leave containers running (live restore); stop our own helpers."""
+        await self.containers.shutdown()
+        if self.forkserver is not None:
+            await self.forkserver.close()
