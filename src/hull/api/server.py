@@ -6,6 +6,7 @@ Errors follow Docker: the body is {"message": ...}; NotFound 404, Conflict 409, 
 change the status: the handler writes it into the stream instead.
 """
 
+import json
 import logging
 from typing import TYPE_CHECKING
 
@@ -38,7 +39,10 @@ def status_of(error: HullError) -> int:
 def error_response(status: int, message: str) -> web.Response:
     if status == 304:
         return web.Response(status=304)
-    return web.json_response({"message": message}, status=status)
+    # Exactly "application/json", no charset: the docker CLI decodes an error body only with that type
+    # (it printed the raw JSON with json_response's "; charset=utf-8").
+    return web.Response(body=json.dumps({"message": message}).encode() + b"\n", status=status,
+                        content_type="application/json")  # fmt: skip
 
 
 @web.middleware
