@@ -162,6 +162,11 @@ def _make_terminal(plan: ChildPlan, ptmx: str, pts_dir: str) -> int:
     return slave
 
 
+def _rlim(value: int) -> int:
+    """The spec writes "unlimited" as 2**64-1 (Go's uint64); setrlimit takes RLIM_INFINITY."""
+    return resource.RLIM_INFINITY if value >= 2**63 else value
+
+
 def _finish_process(plan: ChildPlan, slave: int, *, session: bool) -> tuple[str, dict[str, str]]:
     """Limits, terminal, identity and working directory; returns (program path, environment)."""
     proc = plan.process
@@ -169,7 +174,7 @@ def _finish_process(plan: ChildPlan, slave: int, *, session: bool) -> tuple[str,
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write(str(proc.oom_score_adj))
     for r in proc.rlimits:
-        resource.setrlimit(getattr(resource, r.type), (r.soft, r.hard))
+        resource.setrlimit(getattr(resource, r.type), (_rlim(r.soft), _rlim(r.hard)))
     if slave >= 0:
         console.make_controlling_terminal(slave)
         os.close(slave)
