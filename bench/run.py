@@ -5,6 +5,7 @@ the machine's load hits both alike: --warmup untimed rounds, then --runs timed o
 the median and minimum wall-clock time of the whole command, and the ratio of medians hull/peer.
 
 Usage: bench/run.py [--runs N] [--warmup N] [--only NAME[,NAME...]] [--list]
+(`--only footprint` prints only the memory report.)
 """
 
 import argparse
@@ -18,10 +19,13 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import footprint as bench_footprint
 from hull.testing import remove_tree
 from scenarios import SCENARIOS, Scenario, Side
 
 RUN_TIMEOUT = 120.0
+# Not a timed scenario: the memory report of bench/footprint.py, printed after the table.
+FOOTPRINT = "footprint"
 
 
 class RunFailed(Exception):
@@ -119,12 +123,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{sc.name:24} vs {sc.peer:8} {(type(sc).__doc__ or '').strip().splitlines()[0]}")
         return 0
     names = {n for arg in a.only for n in arg.split(",") if n}
-    unknown = names - {sc.name for sc in SCENARIOS}
+    unknown = names - {sc.name for sc in SCENARIOS} - {FOOTPRINT}
     if unknown:
         ap.error(f"unknown scenario {', '.join(sorted(unknown))}; known: {', '.join(sc.name for sc in SCENARIOS)}")
     if a.runs < 1:
         ap.error("--runs must be at least 1")
     chosen = [sc for sc in SCENARIOS if not names or sc.name in names]
+    footprint = not names or FOOTPRINT in names
 
     header = ["scenario", "peer", "hull median", "hull min", "peer median", "peer min", "hull/peer"]
     widths = [max(len(header[0]), *(len(sc.name) for sc in chosen)), max(len(header[1]), 13)] + [
@@ -149,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
             for who in r.sides:
                 secs = statistics.median(r.times[who])
                 print(f"{r.scenario.name}: {who} {size / secs / 1e6:.0f} MB/s, {files / secs:.0f} files/s (median)")
+    if footprint:
+        for text in bench_footprint.report():
+            print(f"{FOOTPRINT}: {text}")
     failed = False
     for r in results:
         if "peer" not in r.sides:

@@ -314,3 +314,99 @@ class LoadHundredMegabytes(Scenario):
 
     def teardown(self) -> None:
         self.docker.stop()
+
+
+class _Engines(Scenario):
+    """A private hulld and a private dockerd, each with the same busybox image (busybox:bench)."""
+
+    peer = "dockerd"
+    image = "busybox:bench"
+
+    def setup(self, work: Path) -> None:
+        import subprocess as sp
+
+        from hull.testing.dockerd import DockerDaemon
+        from hull.testing.hulld import HullDaemon
+
+        rootfs = work / "rootfs"
+        build_busybox_rootfs(rootfs)
+        self.hulld = HullDaemon()
+        self.docker = DockerDaemon()
+        self.hulld.import_busybox(rootfs, self.image)
+        archive = sp.run(["tar", "-C", str(rootfs), "-c", "."], capture_output=True, check=True).stdout
+        self.docker.docker("import", "-", self.image, input=archive)
+
+    def host(self, side: Side) -> str:
+        return self.hulld.host if side == "hull" else self.docker.host
+
+    def teardown(self) -> None:
+        self.hulld.stop()
+        self.docker.stop()
+
+
+@register
+class HullRunRmTrue(_Engines):
+    """`hull run --rm busybox true` (hull's CLI and hulld) against `docker run --rm busybox true` on dockerd."""
+
+    name = "hull-run-rm-true"
+
+    def command(self, side: Side, run_id: str) -> list[str]:
+        if side == "hull":
+            return [hull_program("hull"), "-H", self.hulld.host, "run", "--rm", self.image, "true"]
+        return ["docker", "--host", self.docker.host, "run", "--rm", self.image, "true"]
+
+
+@register
+class DockerCliRunRmTrue(_Engines):
+    """The official `docker run --rm busybox true`, against hulld and against dockerd."""
+
+    name = "docker-run-rm-true"
+
+    def command(self, side: Side, run_id: str) -> list[str]:
+        return ["docker", "--host", self.host(side), "run", "--rm", self.image, "true"]
+
+
+CONCURRENT_RUNS = 20
+
+
+@register
+class ConcurrentRuns(_Engines):
+    """20 `docker run --rm busybox true` at once (all must succeed), against hulld and against dockerd."""
+
+    name = "run-20-concurrent"
+
+    def command(self, side: Side, run_id: str) -> list[str]:
+        one = f"docker --host {self.host(side)} run --rm {self.image} true"
+        # Every run's status counts: the script fails if any one of them failed.
+        script = (
+            f"for i in $(seq {CONCURRENT_RUNS}); do {one} & done; "
+            "s=0; for j in $(jobs -p); do wait $j || s=1; done; exit $s"
+        )
+        return ["bash", "-c", script]
+
+
+LOG_LINES = 1_000_000
+
+
+@register
+class LogsMillionLines(_Engines):
+    """`docker logs` of a container whose json-file log holds 1,000,000 lines, from hulld and from dockerd."""
+
+    name = "logs-1m-lines"
+
+    def setup(self, work: Path) -> None:
+        super().setup(work)
+        self.container = "hull-bench-logs"
+        for side in ("hull", "peer"):
+            done = subprocess.run(
+                ["docker", "--host", self.host(side), "run", "--name", self.container, self.image,
+                 "seq", str(LOG_LINES)],
+                capture_output=True, check=True, timeout=300,
+            )  # fmt: skip
+            lines = done.stdout.count(b"\n")
+            if lines != LOG_LINES:
+                raise RuntimeError(f"{side}: the logged container printed {lines} lines, not {LOG_LINES}")
+
+    def command(self, side: Side, run_id: str) -> list[str]:
+        # Output to a file, not a pipe the runner reads: both sides pay the same writes.
+        return ["bash", "-c", f"docker --host {self.host(side)} logs {self.container} > /dev/null"]

@@ -9,13 +9,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hull import humanize
 from hull.cli import format as fmt
 from hull.cli import units
 from hull.cli.client import APIClient, CLIError, filters_json, resolve_host
 from hull.cli.commands.containers import container_record, split_reference
 from hull.cli.commands.images import image_records
 from hull.cli.commands.system import df_records, format_event
-from hull.cli.streams import copy_stream, encode_frame, frames, is_multiplexed
+from hull.cli.streams import copy_stream, frames, is_multiplexed
+from hull.multiplex import frame as encode_frame
 
 pytestmark = pytest.mark.unit
 
@@ -73,7 +75,7 @@ def test_ulimit_restart_ports() -> None:
      (1000, 3, "1kB"), (1_500_000_000, 3, "1.5GB")],
 )  # fmt: skip
 def test_human_size(size: int, precision: int, expected: str) -> None:
-    assert fmt.human_size(size, precision) == expected
+    assert humanize.human_size(size, precision) == expected
 
 
 @pytest.mark.parametrize(
@@ -83,7 +85,7 @@ def test_human_size(size: int, precision: int, expected: str) -> None:
      (90 * 86400, "3 months"), (800 * 86400, "2 years")],
 )  # fmt: skip
 def test_human_duration(seconds: float, expected: str) -> None:
-    assert fmt.human_duration(seconds) == expected
+    assert humanize.human_duration(seconds) == expected
 
 
 def test_tabwrite_matches_docker() -> None:

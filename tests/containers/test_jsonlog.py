@@ -20,8 +20,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hull.containers import jsonlog
-from hull.containers.jsonlog import JsonLogWriter, LogOptions, frame, parse_log_opts, read_logs
+from hull.containers.jsonlog import JsonLogWriter, LogOptions, parse_log_opts, read_logs
 from hull.errors import InvalidArgument
+from hull.multiplex import frame
 
 pytestmark = pytest.mark.unit
 

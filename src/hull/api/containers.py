@@ -4,17 +4,19 @@ export, changes, commit, prune, rename, pause."""
 import asyncio
 import calendar
 import contextlib
+import json
 import re
 import time
 from typing import Any
 
 from aiohttp import web
 
+from hull import multiplex
 from hull.api import bodies, params, routing, streams
 from hull.containers.jsonlog import LogOptions, read_logs
 from hull.containers.manager import ContainerManager, parse_signal
 from hull.containers.record import ZERO_TIME, Container
-from hull.errors import Conflict, InvalidArgument
+from hull.errors import Conflict, InvalidArgument, NotFound
 from hull.humanize import human_duration
 from hull.images import operations
 from hull.images.filters import normalize as normalize_filters
@@ -247,17 +249,22 @@ async def unpause(request: web.Request) -> web.StreamResponse:
 
 
 async def wait(request: web.Request) -> web.StreamResponse:
+    """Headers go out as soon as the waiter is registered: clients send `start` only after them."""
     manager = _manager(request)
     condition = params.query_str(request, "condition")
     try:
         c = _container(request)
-    except Exception:
+    except NotFound:
         code = manager.removed_exit_code(request.match_info["id"]) if condition == "removed" else None
         if code is None:
             raise
         return web.json_response({"StatusCode": code, "Error": None})
-    code = await manager.wait(c, condition)
-    return web.json_response({"StatusCode": code, "Error": None})
+    exit_code = manager.wait(c, condition)
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    await response.write(json.dumps({"StatusCode": await exit_code, "Error": None}).encode() + b"\n")
+    await response.write_eof()
+    return response
 
 
 async def remove(request: web.Request) -> web.StreamResponse:
@@ -350,7 +357,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     manager = _manager(request)
     async for stream, payload in read_logs(c.log_path, options, running=lambda: manager.is_running(c.id)):
-        await response.write(payload if tty else streams.frame(stream, payload))
+        await response.write(payload if tty else multiplex.frame(stream, payload))
     await response.write_eof()
     return response
 
@@ -403,9 +410,10 @@ async def _copy_stdin(client: streams.Hijacked, writer: asyncio.StreamWriter) ->
 async def export(request: web.Request) -> web.StreamResponse:
     c = _container(request)
     daemon = routing.daemon(request)
-    return await bodies.stream_from_thread(
-        request, "application/x-tar", lambda out: operations.export_container(daemon.images, c.id, out)
-    )
+    writer = bodies.ResponseWriter(request, web.StreamResponse(headers={"Content-Type": "application/x-tar"}))
+    await daemon.blocking(operations.export_container, daemon.images, c.id, writer)
+    await writer.finish()
+    return writer.response
 
 
 async def changes(request: web.Request) -> web.StreamResponse:
@@ -427,11 +435,7 @@ async def commit(request: web.Request) -> web.StreamResponse:
         repo_tag = f"{repo}:{tag}" if tag else repo
     changes_list = request.query.getall("changes", [])
     changes_lines = [line for item in changes_list for line in item.split("\n") if line.strip()]
-    thaw = (
-        await daemon.containers.pause_for_commit(c)
-        if params.query_bool(request, "pause", True)
-        else None
-    )
+    thaw = await daemon.containers.pause_for_commit(c) if params.query_bool(request, "pause", True) else None
     try:
         image_id = await daemon.locked(
             operations.commit,
@@ -449,8 +453,12 @@ async def commit(request: web.Request) -> web.StreamResponse:
             result = thaw()
             if asyncio.iscoroutine(result):
                 await result
-    daemon.events.publish("container", "commit", c.id, {"comment": params.query_str(request, "comment"),
-                                                       "image": c.image_name, "name": c.name})
+    daemon.events.publish(
+        "container",
+        "commit",
+        c.id,
+        {"comment": params.query_str(request, "comment"), "image": c.image_name, "name": c.name},
+    )
     return web.json_response({"Id": image_id}, status=201)
 
 

@@ -1,7 +1,6 @@
 """Streams on the wire: multiplexed output, JSON-line progress, and connection hijack.
 
-Without a TTY, output is multiplexed: each frame is an 8-byte header [stream, 0, 0, 0,
-big-endian uint32 size] and the payload (stream 0 stdin, 1 stdout, 2 stderr); with a TTY it
+Without a TTY, output is multiplexed (hull.multiplex: 8-byte frame headers); with a TTY it
 is raw. From API 1.42 the Content-Type says which.
 
 Hijack (attach, exec start): the client sends `Connection: Upgrade`, `Upgrade: tcp` and
@@ -13,7 +12,6 @@ the 101 we put our own protocol on the transport: it feeds what arrives into a S
 
 import asyncio
 import json
-import struct
 from typing import Any
 
 from aiohttp import web
@@ -24,14 +22,6 @@ from hull.api.version import at_least
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
 RAW = "application/vnd.docker.raw-stream"
 JSON_STREAM = "application/json"
-
-STDIN, STDOUT, STDERR = 0, 1, 2
-_HEADER = struct.Struct(">BxxxL")
-
-
-def frame(stream: int, payload: bytes) -> bytes:
-    """One multiplexed frame: Docker's 8-byte header then the payload."""
-    return _HEADER.pack(stream, len(payload)) + payload
 
 
 def output_content_type(request: web.Request, tty: bool) -> str:

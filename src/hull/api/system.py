@@ -196,7 +196,13 @@ async def disk_usage(request: web.Request) -> web.StreamResponse:
         d["Containers"] = uses.get(d["Id"], 0)
         image_items.append(d)
     return web.json_response(
-        {"LayersSize": layers_size, "Images": image_items, "Containers": container_items, "Volumes": [], "BuildCache": []}
+        {
+            "LayersSize": layers_size,
+            "Images": image_items,
+            "Containers": container_items,
+            "Volumes": [],
+            "BuildCache": [],
+        }
     )
 
 

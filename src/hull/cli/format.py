@@ -9,61 +9,11 @@ import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
+from hull.humanize import human_duration
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (7 ms of every start)
 if TYPE_CHECKING:
     from typing import Any, TextIO
-
-
-_DECIMAL = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
-_BINARY = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"]
-
-
-def human_size(size: float, precision: int = 4) -> str:
-    """go-units HumanSizeWithPrecision: decimal units, `%.<precision>g` (1984000 → "1.984MB", or "1.98MB" at 3)."""
-    i = 0
-    size = float(size)
-    while size >= 1000.0 and i < len(_DECIMAL) - 1:
-        size /= 1000.0
-        i += 1
-    return f"{size:.{precision}g}{_DECIMAL[i]}"
-
-
-def bytes_size(size: float) -> str:
-    """go-units BytesSize: binary units, `%.4g` (1048576 → "1MiB")."""
-    i = 0
-    size = float(size)
-    while size >= 1024.0 and i < len(_BINARY) - 1:
-        size /= 1024.0
-        i += 1
-    return f"{size:.4g}{_BINARY[i]}"
-
-
-def human_duration(seconds: float) -> str:
-    """go-units HumanDuration ("Less than a second", "3 seconds", "About a minute", "2 hours", "3 weeks")."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = int(seconds / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"
 
 
 def since(ts: float, now: float | None = None) -> str:

@@ -8,8 +8,9 @@ before that the client knows from the container's `Tty`.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterator
+
+from hull import multiplex
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (7 ms of every start)
 if TYPE_CHECKING:
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
 
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
 RAW = "application/vnd.docker.raw-stream"
-HEADER = struct.Struct(">BxxxI")
 
 
 def is_multiplexed(content_type: str, tty: bool, api_version: tuple[int, ...] = (1, 42)) -> bool:
@@ -43,13 +43,13 @@ def frames(read: Reader) -> Iterator[tuple[int, bytes]]:
     """(stream, payload) pairs of a multiplexed stream until EOF; a truncated frame ends it."""
     buf = b""
     while True:
-        while len(buf) < HEADER.size:
+        while len(buf) < multiplex.HEADER.size:
             chunk = read(65536)
             if not chunk:
                 return
             buf += chunk
-        stream, size = HEADER.unpack_from(buf)
-        buf = buf[HEADER.size :]
+        stream, size = multiplex.HEADER.unpack_from(buf)
+        buf = buf[multiplex.HEADER.size :]
         while len(buf) < size:
             chunk = read(max(65536, size - len(buf)))
             if not chunk:
@@ -59,10 +59,6 @@ def frames(read: Reader) -> Iterator[tuple[int, bytes]]:
             buf += chunk
         yield stream, buf[:size]
         buf = buf[size:]
-
-
-def encode_frame(stream: int, payload: bytes) -> bytes:
-    return HEADER.pack(stream, len(payload)) + payload
 
 
 def copy_stream(read: Reader, stdout: BinaryIO, stderr: BinaryIO, multiplexed: bool) -> None:

@@ -33,7 +33,6 @@ import itertools
 import json
 import os
 import re
-import struct
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -311,13 +310,6 @@ class LogOptions:
     timestamps: bool = False
     follow: bool = False
 
-
-_HEADER = struct.Struct(">BxxxL")
-
-
-def frame(stream: int, payload: bytes) -> bytes:
-    """One multiplexed frame: Docker's 8-byte header [stream, 0, 0, 0, uint32 BE size] then the payload."""
-    return _HEADER.pack(stream, len(payload)) + payload
 
 
 # An entry exactly as Docker's json-file driver and JsonLogWriter write it, with a UTC time.

@@ -12,6 +12,7 @@ it lets the container's process run, so they see all of its output.
 """
 
 import asyncio
+import json
 import logging
 import os
 import secrets
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from hull.containers import files, names
 from hull.containers.jsonlog import parse_log_opts
-from hull.containers.ocispec import SpecInputs, build_spec, cgroups_path, resolve_command
+from hull.containers.ocispec import SpecInputs, build_spec, resolve_command
 from hull.containers.record import Container, State
 from hull.errors import Conflict, HullError, InvalidArgument, NotFound, NotModified
 from hull.fsutil import atomic_write
@@ -50,7 +51,7 @@ def rfc3339_now() -> str:
 
 
 def parse_signal(value: str | int | None, default: int = signal.SIGKILL) -> int:
-    """"SIGTERM", "TERM", "15" or 15 -> 15; InvalidArgument for anything else."""
+    """ "SIGTERM", "TERM", "15" or 15 -> 15; InvalidArgument for anything else."""
     if value is None or value == "":
         return default
     if isinstance(value, int) or str(value).isdigit():
@@ -177,8 +178,6 @@ class ContainerManager:
             await self._finish(c, shim if state is not None else None, exit_info)
 
     def _read_exit_file(self, c: Container) -> dict[str, Any]:
-        import json
-
         try:
             with open(c.exit_file, "rb") as f:
                 return dict(json.load(f))
@@ -208,15 +207,13 @@ class ContainerManager:
         config = cc.normalize(body, "container config")
         warnings = self._check_host_config(host_config)
         image_id = await self.daemon.blocking(self.daemon.images.lookup, image_ref)
-        image_config = await self.daemon.blocking(self.daemon.images.config, image_id)
-        merged = cc.merge(config, cc.normalize(image_config.config or {}, "image config"))
+        raw = await self.daemon.blocking(self.daemon.images.images.get, image_id)
+        merged = cc.merge(config, cc.normalize(json.loads(raw).get("config"), "image config"))
         merged["Image"] = image_ref
         command = resolve_command(merged)
         if name:
             if not names.valid_name(name):
-                raise InvalidArgument(
-                    f'Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed'
-                )
+                raise InvalidArgument(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
             name = name.lstrip("/")
         cid = secrets.token_hex(32)
         name = self._reserve_name(name, cid)
@@ -352,7 +349,9 @@ class ContainerManager:
                 bundle=exec_dir,
                 exec_dir=exec_dir,
                 exit_file=c.exit_file,
-                runtime=self.daemon.config.runtime_path(c.host_config.get("Runtime") or self.daemon.config.default_runtime),
+                runtime=self.daemon.config.runtime_path(
+                    c.host_config.get("Runtime") or self.daemon.config.default_runtime
+                ),
                 runtime_root=self.runtime_root,
                 log_path=c.log_path,
                 log_max_size=max_size,
@@ -382,7 +381,9 @@ class ContainerManager:
             await self._release(c, shim)
             await self._failed_start(c, exec_dir, e, released=True)
             raise
-        c.state = State(running=True, pid=int(started.get("pid") or 0), started_at=started.get("started_at") or rfc3339_now())
+        c.state = State(
+            running=True, pid=int(started.get("pid") or 0), started_at=started.get("started_at") or rfc3339_now()
+        )
         c.has_been_started_before = True
         c.has_been_manually_stopped = False
         await self.daemon.blocking(c.save)
@@ -390,8 +391,6 @@ class ContainerManager:
         live.monitor = asyncio.create_task(self._monitor(c, live))
 
     def _write_bundle(self, c: Container, exec_dir: str, rootfs: str) -> dict[str, Any]:
-        import json
-
         spec = build_spec(
             SpecInputs(
                 container_id=c.id,
@@ -453,7 +452,9 @@ class ContainerManager:
         live = self._live.get(c.id)
         if live is not None and c.state.running:
             return await live.shim.attach(stdin, stdout, stderr)
-        fut: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
+            asyncio.get_running_loop().create_future()
+        )
         self._pending_attach.setdefault(c.id, []).append(_Attacher(stdin, stdout, stderr, fut))
         try:
             return await fut
@@ -625,20 +626,19 @@ class ContainerManager:
 
     # --- wait ---------------------------------------------------------------------------------
 
-    async def wait(self, c: Container, condition: str) -> int:
-        """`not-running` (default), `next-exit`, or `removed`: the exit code when it holds."""
+    def wait(self, c: Container, condition: str) -> "asyncio.Future[int]":
+        """`not-running` (default), `next-exit`, or `removed`: a future of the exit code when it
+        holds. Registered at once (no await), so a start that follows cannot be missed."""
         if condition not in ("", "not-running", "next-exit", "removed"):
             raise InvalidArgument(f"invalid condition: {condition!r}")
-        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         if condition == "removed":
-            fut: asyncio.Future[int] = loop.create_future()
             self._remove_waiters.setdefault(c.id, []).append(fut)
-            return await fut
-        if condition in ("", "not-running") and not c.state.running:
-            return c.state.exit_code
-        fut = loop.create_future()
-        self._exit_waiters.setdefault(c.id, []).append(fut)
-        return await fut
+        elif condition in ("", "not-running") and not c.state.running:
+            fut.set_result(c.state.exit_code)
+        else:
+            self._exit_waiters.setdefault(c.id, []).append(fut)
+        return fut
 
     def removed_exit_code(self, ref: str) -> int | None:
         """For a `wait?condition=removed` that arrives after the removal (--rm of a fast container)."""

@@ -90,8 +90,10 @@ def load_file(path: str, required: bool) -> dict[str, Any]:
     out = {_FILE_KEYS[k]: v for k, v in data.items()}
     if "runtimes" in out:
         rts = out["runtimes"]
-        if not isinstance(rts, dict) or not all(isinstance(v, dict) and isinstance(v.get("path"), str) for v in rts.values()):
-            raise InvalidArgument(f"{path}: runtimes must map names to {{\"path\": ...}}")
+        if not isinstance(rts, dict) or not all(
+            isinstance(v, dict) and isinstance(v.get("path"), str) for v in rts.values()
+        ):
+            raise InvalidArgument(f'{path}: runtimes must map names to {{"path": ...}}')
         out["runtimes"] = {k: v["path"] for k, v in rts.items()}
     return out
 

@@ -57,9 +57,7 @@ class EventFilter:
             return False
         if "event" in f and not any(ev.action == a or ev.action.split(":")[0] == a for a in f["event"]):
             return False
-        if "container" in f and (
-            ev.type != "container" or not any(_actor_matches(ev, c) for c in f["container"])
-        ):
+        if "container" in f and (ev.type != "container" or not any(_actor_matches(ev, c) for c in f["container"])):
             return False
         if "image" in f:
             image = ev.attributes.get("image", ev.actor_id if ev.type == "image" else "")
@@ -90,9 +88,7 @@ class EventBus:
             q.put_nowait(ev)
         return ev
 
-    async def stream(
-        self, since: float | None, until: float | None, filt: EventFilter
-    ) -> AsyncIterator[Event]:
+    async def stream(self, since: float | None, until: float | None, filt: EventFilter) -> AsyncIterator[Event]:
         """Past events from `since`, then live ones until `until` (unix seconds); without
         `until` it runs until the consumer stops iterating."""
         queue: asyncio.Queue[Event] = asyncio.Queue()

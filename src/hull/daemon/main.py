@@ -28,13 +28,17 @@ def parse_args(argv: list[str]) -> tuple[dict[str, object], str | None]:
     p = argparse.ArgumentParser(prog="hulld", description="hull's daemon: the Docker Engine API over a unix socket")
     p.add_argument("--data-root", dest="data_root", help=f"root of persistent state (default {cfg.DEFAULT_DATA_ROOT})")
     p.add_argument("--exec-root", dest="exec_root", help=f"root of runtime state (default {cfg.DEFAULT_EXEC_ROOT})")
-    p.add_argument("-H", "--host", dest="hosts", action="append", help=f"socket to listen on (default {cfg.DEFAULT_HOST})")
+    p.add_argument(
+        "-H", "--host", dest="hosts", action="append", help=f"socket to listen on (default {cfg.DEFAULT_HOST})"
+    )
     p.add_argument("-s", "--storage-driver", dest="storage_driver", choices=("overlay2", "vfs"))
     p.add_argument("--runtime", dest="default_runtime", help="OCI runtime: hull (built in), runc, or a path")
     p.add_argument("-p", "--pidfile", dest="pidfile")
     p.add_argument("-l", "--log-level", dest="log_level", choices=cfg.LOG_LEVELS)
     p.add_argument("--cgroup-parent", dest="cgroup_parent")
-    p.add_argument("--config-file", dest="config_file", help=f"daemon.json-style file (default {cfg.DEFAULT_CONFIG_FILE})")
+    p.add_argument(
+        "--config-file", dest="config_file", help=f"daemon.json-style file (default {cfg.DEFAULT_CONFIG_FILE})"
+    )
     ns = vars(p.parse_args(argv))
     config_file = ns.pop("config_file")
     return ns, config_file

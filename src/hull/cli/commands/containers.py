@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 
+from hull import humanize
 from hull.cli import format as fmt
 from hull.cli.client import APIClient, APIError, CLIError, Hijacked, filters_json, path_quote, version_tuple
 from hull.cli.commands.runflags import add_flags, create_body, create_params
@@ -377,9 +378,9 @@ def container_record(c: dict[str, Any], trunc: bool, now: float | None = None) -
     created = float(c.get("Created", 0))
     size = ""
     if "SizeRw" in c or "SizeRootFs" in c:
-        size = fmt.human_size(c.get("SizeRw") or 0, 3)
+        size = humanize.human_size(c.get("SizeRw") or 0, 3)
         if c.get("SizeRootFs"):
-            size += f" (virtual {fmt.human_size(c['SizeRootFs'], 3)})"
+            size += f" (virtual {humanize.human_size(c['SizeRootFs'], 3)})"
     mounts = [m.get("Name") or m.get("Source", "") for m in c.get("Mounts") or []]
     networks = sorted(((c.get("NetworkSettings") or {}).get("Networks") or {}).keys())
     return {
@@ -611,5 +612,5 @@ def cmd_container_prune(ctx: Context, a: argparse.Namespace) -> int:
         for d in deleted:
             print(d)
         print()
-    print(f"Total reclaimed space: {fmt.human_size(result.get('SpaceReclaimed') or 0)}")
+    print(f"Total reclaimed space: {humanize.human_size(result.get('SpaceReclaimed') or 0)}")
     return 0

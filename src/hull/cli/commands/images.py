@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from hull import humanize
 from hull.cli import format as fmt
 from hull.cli.client import APIError, CLIError, filters_json, path_quote
 from hull.cli.commands.containers import confirm, pull_image, split_reference, write_output
@@ -70,10 +71,10 @@ def image_records(
                 "ID": fmt.short_id(img.get("Id", ""), trunc),
                 "Repository": repo, "Tag": tag, "Digest": dgst,
                 "CreatedSince": fmt.since(created, now), "CreatedAt": fmt.go_time(created),
-                "Size": fmt.human_size(size, 3),
-                "VirtualSize": fmt.human_size(img.get("VirtualSize", size) or 0, 3),
-                "SharedSize": "N/A" if shared == -1 else fmt.human_size(shared, 3),
-                "UniqueSize": "N/A" if shared == -1 else fmt.human_size(size - shared, 3),
+                "Size": humanize.human_size(size, 3),
+                "VirtualSize": humanize.human_size(img.get("VirtualSize", size) or 0, 3),
+                "SharedSize": "N/A" if shared == -1 else humanize.human_size(shared, 3),
+                "UniqueSize": "N/A" if shared == -1 else humanize.human_size(size - shared, 3),
                 "Containers": "N/A" if img.get("Containers", -1) == -1 else str(img["Containers"]),
             })  # fmt: skip
     return out
@@ -160,7 +161,7 @@ def history_records(
             "CreatedSince": fmt.since(created, now) if human else fmt.rfc3339(created),
             "CreatedAt": fmt.rfc3339(created),
             "CreatedBy": fmt.ellipsis(created_by, 45) if trunc else created_by,
-            "Size": fmt.human_size(h.get("Size", 0) or 0, 3) if human else str(h.get("Size", 0)),
+            "Size": humanize.human_size(h.get("Size", 0) or 0, 3) if human else str(h.get("Size", 0)),
             "Comment": h.get("Comment", ""),
         })  # fmt: skip
     return out
@@ -324,5 +325,5 @@ def cmd_image_prune(ctx: Context, a: argparse.Namespace) -> int:
                 if d.get(key):
                     print(f"{key.lower()}: {d[key]}")
         print()
-    print(f"Total reclaimed space: {fmt.human_size(result.get('SpaceReclaimed') or 0)}")
+    print(f"Total reclaimed space: {humanize.human_size(result.get('SpaceReclaimed') or 0)}")
     return 0

@@ -7,6 +7,7 @@ import json
 import platform
 import sys
 
+from hull import humanize
 from hull.cli import format as fmt
 from hull.cli.client import MAX_API_VERSION, APIError, CLIError, ConnectError, filters_json, path_quote
 from hull.cli.context import Context
@@ -220,7 +221,7 @@ def cmd_info(ctx: Context, a: argparse.Namespace) -> int:
         f" OSType: {g('OSType', '')}",
         f" Architecture: {g('Architecture', '')}",
         f" CPUs: {g('NCPU', 0)}",
-        f" Total Memory: {fmt.bytes_size(g('MemTotal') or 0)}",
+        f" Total Memory: {humanize.bytes_size(g('MemTotal') or 0)}",
         f" Name: {g('Name', '')}",
         f" ID: {g('ID', '')}",
         f" Docker Root Dir: {g('DockerRootDir', '')}",
@@ -241,8 +242,8 @@ DF_HEADERS = {"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size":
 
 def _pct(reclaimable: int, total: int) -> str:
     if total > 0:
-        return f"{fmt.human_size(reclaimable)} ({reclaimable * 100 // total}%)"
-    return fmt.human_size(reclaimable)
+        return f"{humanize.human_size(reclaimable)} ({reclaimable * 100 // total}%)"
+    return humanize.human_size(reclaimable)
 
 
 def df_records(df: dict[str, Any]) -> list[dict[str, Any]]:
@@ -270,13 +271,13 @@ def df_records(df: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         {"Type": "Images", "TotalCount": str(len(images)),
          "Active": str(sum(1 for i in images if i.get("Containers", 0) > 0)),
-         "Size": fmt.human_size(layers), "Reclaimable": _pct(layers - used, layers)},
+         "Size": humanize.human_size(layers), "Reclaimable": _pct(layers - used, layers)},
         {"Type": "Containers", "TotalCount": str(len(containers)), "Active": str(len(c_active)),
-         "Size": fmt.human_size(c_total), "Reclaimable": _pct(c_reclaim, c_total)},
+         "Size": humanize.human_size(c_total), "Reclaimable": _pct(c_reclaim, c_total)},
         {"Type": "Local Volumes", "TotalCount": str(len(volumes)), "Active": str(sum(1 for _, r in v_sizes if r > 0)),
-         "Size": fmt.human_size(v_total), "Reclaimable": _pct(v_reclaim, v_total)},
+         "Size": humanize.human_size(v_total), "Reclaimable": _pct(v_reclaim, v_total)},
         {"Type": "Build Cache", "TotalCount": str(len(cache)), "Active": str(sum(1 for b in cache if b.get("InUse"))),
-         "Size": fmt.human_size(b_total), "Reclaimable": fmt.human_size(b_total - b_inuse)},
+         "Size": humanize.human_size(b_total), "Reclaimable": humanize.human_size(b_total - b_inuse)},
     ]  # fmt: skip
 
 
@@ -297,8 +298,8 @@ def cmd_df(ctx: Context, a: argparse.Namespace) -> int:
     records = []
     for image, rec in ((i, r) for i in df.get("Images") or [] for r in image_records([i], True, False)):
         shared = image.get("SharedSize", -1)
-        rec["SharedSize"] = "N/A" if shared == -1 else fmt.human_size(shared)
-        rec["UniqueSize"] = "N/A" if shared == -1 else fmt.human_size((image.get("Size") or 0) - shared)
+        rec["SharedSize"] = "N/A" if shared == -1 else humanize.human_size(shared)
+        rec["UniqueSize"] = "N/A" if shared == -1 else humanize.human_size((image.get("Size") or 0) - shared)
         records.append(rec)
     fmt.write_records(
         "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}\t{{.SharedSize}}\t"
@@ -310,7 +311,7 @@ def cmd_df(ctx: Context, a: argparse.Namespace) -> int:
     crecs = []
     for c in df.get("Containers") or []:
         rec = container_record(c, True)
-        rec["Size"] = fmt.human_size(c.get("SizeRw") or 0, 3)
+        rec["Size"] = humanize.human_size(c.get("SizeRw") or 0, 3)
         crecs.append(rec)
     fmt.write_records(
         "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.LocalVolumes}}\t{{.Size}}\t{{.RunningFor}}\t{{.Status}}\t"
@@ -321,16 +322,17 @@ def cmd_df(ctx: Context, a: argparse.Namespace) -> int:
     print("\nLocal Volumes space usage:\n")
     vrecs = [
         {"Name": v.get("Name", ""), "Links": str((v.get("UsageData") or {}).get("RefCount", 0)),
-         "Size": fmt.human_size((v.get("UsageData") or {}).get("Size", 0))}
+         "Size": humanize.human_size((v.get("UsageData") or {}).get("Size", 0))}
         for v in df.get("Volumes") or []
     ]  # fmt: skip
     fmt.write_records(
         "table {{.Name}}\t{{.Links}}\t{{.Size}}", "", {"Name": "VOLUME NAME", "Links": "LINKS", "Size": "SIZE"}, vrecs
     )
     cache = df.get("BuildCache") or []
-    print(f"\nBuild cache usage: {fmt.human_size(int(df.get('BuilderSize') or 0))}\n")
+    print(f"\nBuild cache usage: {humanize.human_size(int(df.get('BuilderSize') or 0))}\n")
     brecs = [
-        {"ID": fmt.short_id(b.get("ID", "")), "Type": b.get("Type", ""), "Size": fmt.human_size(b.get("Size") or 0),
+        {"ID": fmt.short_id(b.get("ID", "")), "Type": b.get("Type", ""),
+         "Size": humanize.human_size(b.get("Size") or 0),
          "Created": fmt.since(fmt.parse_time(b.get("CreatedAt"))),
          "LastUsed": fmt.since(fmt.parse_time(b.get("LastUsedAt"))),
          "Usage": str(b.get("UsageCount", 0)), "Shared": str(bool(b.get("Shared"))).lower()}

@@ -1,0 +1,74 @@
+"""Live restore: containers outlive hulld (stopped or SIGKILLed) and a new hulld finds them again."""
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from hull.testing.hulld import HullDaemon
+
+pytestmark = pytest.mark.container
+
+
+@pytest.fixture
+def own_hulld(busybox_rootfs: Path) -> Iterator[HullDaemon]:
+    """A daemon of this test's own: these tests take it down."""
+    d = HullDaemon()
+    try:
+        d.import_busybox(busybox_rootfs)
+        yield d
+    finally:
+        d.stop()
+
+
+def _client(d: HullDaemon) -> docker.DockerClient:
+    return docker.DockerClient(base_url=d.host, version="auto", timeout=60)
+
+
+def _wait_gone(pid: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("how", ["terminate", "kill"])
+def test_containers_survive_daemon_restart(own_hulld: HullDaemon, how: str) -> None:
+    client = _client(own_hulld)
+    names = ["keep1", "keep2", "victim"]
+    for name in names:
+        client.containers.run("busybox", ["sleep", "300"], detach=True, name=name)
+    pids = {name: client.containers.get(name).attrs["State"]["Pid"] for name in names}
+    client.close()
+
+    getattr(own_hulld, how)()
+    # While hulld is down: containers still run; one of them is killed.
+    for pid in pids.values():
+        assert os.path.exists(f"/proc/{pid}")
+    os.kill(pids["victim"], signal.SIGKILL)
+    _wait_gone(pids["victim"])
+    own_hulld.start()
+
+    client = _client(own_hulld)
+    try:
+        running = sorted(c.name for c in client.containers.list())
+        assert running == ["keep1", "keep2"]
+        victim = client.containers.get("victim")
+        assert victim.status == "exited"
+        assert victim.attrs["State"]["ExitCode"] == 137
+        keep = client.containers.get("keep1")
+        assert keep.attrs["State"]["Pid"] == pids["keep1"]
+        keep.stop(timeout=0)
+        keep.reload()
+        assert keep.status == "exited" and keep.attrs["State"]["ExitCode"] == 137
+        assert not os.path.exists(f"/proc/{pids['keep1']}")
+        # The store is consistent: a new container runs, and every one of them can be removed.
+        assert client.containers.run("busybox", ["echo", "ok"], remove=True) == b"ok\n"
+        for c in client.containers.list(all=True):
+            c.remove(force=True)
+        assert client.containers.list(all=True) == []
+    finally:
+        client.close()
