@@ -1,0 +1,84 @@
+"""ShimConfig: everything a shim needs to know about its one container, as the daemon sends it.
+
+The daemon writes it (to the forkserver as one JSON line, or to a file for a standalone
+`hull-shim --config`); the shim never looks anywhere else (no image store, no daemon state).
+"""
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from hull.errors import InvalidArgument
+from hull.runtime.state import DEFAULT_ROOT, check_id
+
+SOCKET_NAME = "shim.sock"
+PID_NAME = "shim.pid"
+# The shim's own stderr (and the built-in runtime's log): kept for the daemon to read or remove.
+LOG_NAME = "shim.log"
+
+
+@dataclass
+class ShimConfig:
+    id: str
+    bundle: str
+    exec_dir: str
+    exit_file: str
+    runtime: str = ""  # "" = the built-in hull-runtime, in-process; else an OCI runtime binary (runc)
+    runtime_root: str = DEFAULT_ROOT
+    log_path: str = ""  # json-file log; "" = no log
+    log_max_size: int = 0  # bytes; 0 = unlimited
+    log_max_file: int = 1
+    terminal: bool = False
+    open_stdin: bool = False
+    stdin_once: bool = False
+    memory_cgroup: str = ""  # the spec's linux.cgroupsPath: where the OOM kill counter is read
+
+    @property
+    def socket_path(self) -> str:
+        return os.path.join(self.exec_dir, SOCKET_NAME)
+
+    @property
+    def pid_path(self) -> str:
+        return os.path.join(self.exec_dir, PID_NAME)
+
+    @property
+    def log_file(self) -> str:
+        return os.path.join(self.exec_dir, LOG_NAME)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "ShimConfig":
+        try:
+            obj = json.loads(text)
+        except ValueError as e:
+            raise InvalidArgument(f"shim config: malformed JSON: {e}") from None
+        return cls.from_dict(obj)
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> "ShimConfig":
+        if not isinstance(obj, dict):
+            raise InvalidArgument("shim config: expected a JSON object")
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(obj) - set(known))
+        if unknown:
+            raise InvalidArgument(f"shim config: unknown field {unknown[0]!r}")
+        for name, value in obj.items():
+            want = known[name].type
+            assert isinstance(want, type)  # plain str/int/bool fields (no postponed annotations)
+            # bool is an int in Python: keep `"log_max_file": true` out.
+            if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+                raise InvalidArgument(f"shim config: {name} must be a {want.__name__}, got {value!r}")
+        for name in ("id", "bundle", "exec_dir", "exit_file"):
+            if name not in obj or not obj[name]:
+                raise InvalidArgument(f"shim config: {name} is required")
+        cfg = cls(**obj)
+        check_id(cfg.id)
+        if cfg.log_max_size < 0 or cfg.log_max_file < 1:
+            raise InvalidArgument("shim config: log_max_size must be >= 0 and log_max_file >= 1")
+        # sockaddr_un holds 108 bytes with the NUL: say so now rather than fail in bind().
+        if len(cfg.socket_path.encode()) > 107:
+            raise InvalidArgument(f"shim config: exec_dir {cfg.exec_dir!r} is too long for a unix socket path")
+        return cfg

@@ -1,0 +1,132 @@
+"""The forkserver: one process per daemon that forks shims, so no container start pays for an interpreter.
+
+The daemon starts it once as `python -m hull.shim.forkserver` with pipes for stdin and stdout
+(client.ForkServer does). It imports everything a shim needs, moves itself once into the root
+cgroup of every hierarchy (shims inherit that, so they neither count against nor die with
+the daemon's cgroup; cgroup.procs writes are slow, so never per container), freezes the GC so
+forked shims share those pages, and writes `{"ok": true, "pid": N}` when ready.
+
+Then, per request: one ShimConfig JSON line on stdin. It forks the shim (server.fork_shim) and
+answers on stdout, *in request order*, `{"ok": true, "pid": shim_pid}` once that shim has run
+runtime create and listens, or `{"ok": false, "error": ..., "kind": ...}` with the runtime's
+message. Requests are served concurrently: a slow create holds up only the answers after it.
+At EOF on stdin (the daemon is gone) it exits; the shims it made keep running.
+"""
+
+import gc
+import os
+import selectors
+import sys
+from collections import deque
+from dataclasses import dataclass, field
+
+# Imported for the shims it forks, which import these lazily (BuiltinRuntime, the OOM reader).
+import hull.runtime.cgroups
+import hull.runtime.container
+from hull.errors import HullError
+from hull.runtime.cgroups.hierarchy import mounted_hierarchies, own_cgroups
+from hull.shim import protocol, server
+from hull.shim.config import ShimConfig
+
+try:
+    import hull.containers.jsonlog  # noqa: F401  # likewise, for shims that keep a log
+except ImportError:  # not there: a shim with a log imports it itself, and fails clearly if it can't
+    pass
+
+
+@dataclass
+class Pending:
+    ready_fd: int = -1  # the shim's handshake pipe; -1 once answered
+    buf: bytearray = field(default_factory=bytearray)
+    answer: bytes = b""
+
+
+def move_to_root_cgroups() -> None:
+    pid = str(os.getpid())
+    for h in mounted_hierarchies(own_cgroups()):
+        try:
+            with open(os.path.join(h.mount_point, "cgroup.procs"), "w") as f:
+                f.write(pid)
+        except OSError as e:
+            print(f"hull-shim forkserver: stays in its cgroup of {h.mount_point}: {e.strerror}", file=sys.stderr)
+
+
+class ForkServer:
+    def __init__(self) -> None:
+        self.sel = selectors.DefaultSelector()
+        self.queue: deque[Pending] = deque()
+        self.inbuf = bytearray()
+
+    def run(self) -> None:
+        os.set_blocking(0, False)
+        self.sel.register(0, selectors.EVENT_READ)
+        self._write(protocol.ok(pid=os.getpid()))
+        while True:
+            for key, _ in self.sel.select():
+                if key.fd == 0:
+                    if not self._read_requests():
+                        return
+                else:
+                    self._read_ready(key.data)
+            while self.queue and self.queue[0].answer:
+                self._write(self.queue.popleft().answer)
+
+    def _read_requests(self) -> bool:
+        try:
+            data = os.read(0, 65536)
+        except BlockingIOError:
+            return True
+        if not data:
+            return False
+        self.inbuf += data
+        while b"\n" in self.inbuf:
+            line, _, rest = self.inbuf.partition(b"\n")
+            self.inbuf = bytearray(rest)
+            if line.strip():
+                self.queue.append(self._spawn(bytes(line)))
+        return True
+
+    def _spawn(self, line: bytes) -> Pending:
+        try:
+            cfg = ShimConfig.from_json(line)
+            fd = server.fork_shim(cfg)
+        except (HullError, OSError) as e:
+            return Pending(answer=protocol.error(e))
+        p = Pending(ready_fd=fd)
+        os.set_blocking(fd, False)
+        self.sel.register(fd, selectors.EVENT_READ, p)
+        return p
+
+    def _read_ready(self, p: Pending) -> None:
+        # The answer is the first line, not everything until EOF: the container's init holds a
+        # copy of the pipe until it execs, which is after `start`.
+        try:
+            data = os.read(p.ready_fd, 65536)
+        except BlockingIOError:
+            return
+        p.buf += data
+        if data and b"\n" not in p.buf:
+            return
+        self.sel.unregister(p.ready_fd)
+        os.close(p.ready_fd)
+        p.ready_fd = -1
+        p.answer = server.handshake_answer(bytes(p.buf))
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(1, view) :]
+
+
+def main() -> int:
+    move_to_root_cgroups()
+    gc.freeze()  # everything imported so far stays shared with the shims: the collector won't touch it
+    try:
+        ForkServer().run()
+    except BrokenPipeError:  # the daemon went away mid-answer
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
