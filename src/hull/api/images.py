@@ -33,8 +33,8 @@ from aiohttp import web
 from hull.api import params, routing, streams
 from hull.api.bodies import CHUNK_SIZE, RequestBody, ResponseWriter
 from hull.api.version import at_least
-from hull.errors import HullError, InvalidArgument, NotFound
-from hull.images import delete, ids, inspect, reference, tarexport
+from hull.errors import HullError, InvalidArgument
+from hull.images import delete, inspect, reference, tarexport
 from hull.images.commit import import_image
 from hull.images.delete import DeleteItem
 from hull.images.service import ImageService
@@ -62,39 +62,6 @@ def add_routes(router: web.UrlDispatcher) -> None:
 
 
 # --- names and errors -----------------------------------------------------------------------------------
-
-
-def _docker_name(name: str) -> str:
-    """`name` as dockerd shows it in "No such image: X": a reference with its default tag, a full id with `sha256:`."""
-    bare = name.removeprefix(f"{ids.SHA256}:")
-    if ids.is_hex_id(bare):
-        return f"{ids.SHA256}:{bare}"
-    if name.startswith(f"{ids.SHA256}:"):
-        return name
-    try:
-        return reference.parse(name).with_default_tag().familiar()
-    except InvalidArgument:
-        return name
-
-
-def _image_error(e: HullError, name: str) -> HullError:
-    """The store's "No such image: name" in dockerd's words; a name that is no reference at all is a 400 there."""
-    if not isinstance(e, NotFound) or e.message != f"No such image: {name}":
-        return e
-    bare = name.removeprefix(f"{ids.SHA256}:")
-    if not name.startswith(f"{ids.SHA256}:") and not all(c in "0123456789abcdef" for c in bare):
-        try:
-            reference.parse(name)
-        except InvalidArgument as bad:
-            return bad
-    return NotFound(f"No such image: {_docker_name(name)}")
-
-
-def _lookup(service: ImageService, name: str) -> str:
-    try:
-        return service.lookup(name)
-    except HullError as e:
-        raise _image_error(e, name) from None
 
 
 def _with_virtual_size(request: web.Request, obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -127,20 +94,14 @@ async def list_images(request: web.Request) -> web.Response:
 async def inspect_image(request: web.Request) -> web.Response:
     daemon = routing.daemon(request)
     name = request.match_info["name"]
-    try:
-        doc = await daemon.blocking(inspect.inspect, daemon.images, name)
-    except HullError as e:
-        raise _image_error(e, name) from None
+    doc = await daemon.blocking(inspect.inspect, daemon.images, name)
     return web.json_response(_with_virtual_size(request, doc))
 
 
 async def history(request: web.Request) -> web.Response:
     daemon = routing.daemon(request)
     name = request.match_info["name"]
-    try:
-        items = await daemon.blocking(inspect.history, daemon.images, name)
-    except HullError as e:
-        raise _image_error(e, name) from None
+    items = await daemon.blocking(inspect.history, daemon.images, name)
     return web.json_response(items)
 
 
@@ -168,7 +129,7 @@ async def tag(request: web.Request) -> web.Response:
     target = _repo_tag(repo, params.query_str(request, "tag")).familiar()
 
     def run() -> tuple[str, str]:
-        image_id = _lookup(daemon.images, name)
+        image_id = daemon.images.lookup(name)
         return image_id, delete.tag(daemon.images, image_id, target)
 
     image_id, tagged = await daemon.locked(run)
@@ -205,10 +166,7 @@ async def remove(request: web.Request) -> web.Response:
 
     def run() -> tuple[list[DeleteItem], dict[str, str], set[str]]:
         owners, images = _snapshot(daemon.images)
-        try:
-            records = delete.remove(daemon.images, name, force=force, prune_children=prune_parents, running=running)
-        except HullError as e:
-            raise _image_error(e, name) from None
+        records = delete.remove(daemon.images, name, force=force, prune_children=prune_parents, running=running)
         return records, owners, images
 
     records, owners, images = await daemon.locked(run)

@@ -52,10 +52,12 @@ class ImageService:
     # --- names -> ids -----------------------------------------------------------------------------
 
     def lookup(self, name: str) -> str:
-        """The image id (`sha256:...`) that `name` means, as Docker resolves it; NotFound otherwise.
+        """The image id (`sha256:...`) that `name` means, as Docker resolves it.
 
         A full id (with or without `sha256:`) first, then a reference (a bare name means
-        name:latest), then a prefix of an id.
+        name:latest), then a prefix of an id. NotFound names the image as dockerd does ("No
+        such image: busybox:latest", a full id with its `sha256:`); a name that is neither an
+        id nor a valid reference is InvalidArgument, as there.
         """
         if not name:
             raise InvalidArgument("image name cannot be empty")
@@ -63,17 +65,25 @@ class ImageService:
         if ids.is_hex_id(full):
             if self.images.exists("sha256:" + full):
                 return "sha256:" + full
-            raise NotFound(f"No such image: {name}")
+            raise NotFound(f"No such image: sha256:{full}")
+        hexish = name.startswith("sha256:") or all(c in "0123456789abcdef" for c in name)
         try:
-            return self.refs.get(reference.parse_tagged(name))
-        except (InvalidArgument, NotFound):
-            pass
-        if name.startswith("sha256:") or all(c in "0123456789abcdef" for c in name):
+            ref = reference.parse_tagged(name)
+        except InvalidArgument:
+            if not hexish:
+                raise
+            ref = None
+        if ref is not None:
+            try:
+                return self.refs.get(ref)
+            except NotFound:
+                pass
+        if hexish:
             try:
                 return self.images.search(name)
             except NotFound:
                 pass
-        raise NotFound(f"No such image: {name}")
+        raise NotFound(f"No such image: {ref.familiar() if ref is not None else name}")
 
     def config(self, image_id: str) -> ImageConfig:
         return self.images.get_config(image_id)
