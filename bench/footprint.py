@@ -89,9 +89,9 @@ def report() -> list[str]:
             "containerd-shim-runc-v2": _processes_matching("containerd-shim-runc-v2", str(docker.workdir)),
         }  # fmt: skip
         for who, pids in shims.items():
-            rss = statistics.median(_kb(p, "VmRSS:") for p in pids)
-            pss = statistics.median(_kb(p, "Pss:") for p in pids)
-            lines.append(f"per container, {who}: RSS {_mb(rss)}, PSS {_mb(pss)} (median of {len(pids)})")
+            rss_median = statistics.median(_kb(p, "VmRSS:") for p in pids)
+            pss_median = statistics.median(_kb(p, "Pss:") for p in pids)
+            lines.append(f"per container, {who}: RSS {_mb(rss_median)}, PSS {_mb(pss_median)} (median of {len(pids)})")
         return lines
     finally:
         if hulld is not None:

@@ -45,7 +45,7 @@ def test_malformed_json(hulld: HullDaemon) -> None:
     status, body = hulld.request(
         "POST",
         "/containers/create",
-        json.dumps({"Image": "busybox", "Cmd": "notalist"}).encode(),
+        json.dumps({"Image": "busybox", "Cmd": ["true"], "Env": "A=1"}).encode(),
         {"Content-Type": "application/json"},
     )
     assert status == 400

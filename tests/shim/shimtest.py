@@ -20,23 +20,6 @@ from hull.shim.client import ForkServer, ShimClient
 from hull.shim.config import ShimConfig
 
 RUNC = "/usr/sbin/runc"
-HERE = Path(__file__).resolve().parent
-
-
-def standin_path(tmp: Path) -> str:
-    """A directory for PYTHONPATH whose sitecustomize loads the jsonlog stand-in if the real one is missing."""
-    (tmp / "sitecustomize.py").write_text(
-        "try:\n"
-        "    import hull.containers.jsonlog\n"
-        "except ImportError:\n"
-        "    import importlib.util, sys\n"
-        f"    path = {str(HERE / 'shim_jsonlog_standin.py')!r}\n"
-        "    spec = importlib.util.spec_from_file_location('hull.containers.jsonlog', path)\n"
-        "    mod = importlib.util.module_from_spec(spec)\n"
-        "    sys.modules[spec.name] = mod\n"
-        "    spec.loader.exec_module(mod)\n"
-    )
-    return str(tmp)
 
 
 class ShimEnv:

@@ -42,6 +42,23 @@ def test_shim_stdin_through_attach_with_stdin_once(shim_env: ShimEnv) -> None:
     asyncio.run(scenario())
 
 
+def test_shim_logs_output_with_no_client_attached(shim_env: ShimEnv) -> None:
+    cfg = shim_env.config(["sh", "-c", "echo one; echo two >&2; sleep 100"])
+
+    async def scenario() -> None:
+        async with shim_env:
+            shim = await shim_env.spawn(cfg)
+            await shim.start()
+            for _ in range(100):  # the container keeps running: the shim must log as output comes
+                if log_text(cfg, "stdout") == "one\n" and log_text(cfg, "stderr") == "two\n":
+                    break
+                await asyncio.sleep(0.05)
+            assert (log_text(cfg, "stdout"), log_text(cfg, "stderr")) == ("one\n", "two\n")
+            assert (await shim.state())["status"] == "running"
+
+    asyncio.run(scenario())
+
+
 def test_shim_terminal_output_and_resize(shim_env: ShimEnv) -> None:
     cfg = shim_env.config(["sh", "-c", "stty size; tty; echo out; echo err >&2"], terminal=True)
 

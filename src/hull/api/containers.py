@@ -420,8 +420,7 @@ async def changes(request: web.Request) -> web.StreamResponse:
     c = _container(request)
     daemon = routing.daemon(request)
     found = await daemon.blocking(operations.diff_container, daemon.images, c.id)
-    kinds = {"C": 0, "A": 1, "D": 2}
-    return web.json_response([{"Path": ch.path, "Kind": kinds[ch.kind]} for ch in found])
+    return web.json_response([{"Path": ch.path, "Kind": int(ch.kind)} for ch in found])
 
 
 async def commit(request: web.Request) -> web.StreamResponse:

@@ -81,7 +81,7 @@ class Hijacked:
             transport.set_protocol(_StdinProtocol(stdin, transport.get_protocol()))
         else:
             stdin.feed_eof()
-        return cls(response, stdin, transport)  # type: ignore[arg-type]
+        return cls(response, stdin, transport)
 
     async def write(self, data: bytes) -> None:
         await self.response.write(data)

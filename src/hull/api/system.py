@@ -87,7 +87,7 @@ async def info(request: web.Request) -> web.StreamResponse:
     containers = daemon.containers.all()
     running = sum(1 for c in containers if c.state.running and not c.state.paused)
     paused = sum(1 for c in containers if c.state.paused)
-    images = await daemon.blocking(daemon.images.images.ids)
+    images = await daemon.blocking(daemon.images.images.list)
     config = daemon.config
     runtimes: dict[str, Any] = {"hull": {"path": "hull-runtime"}, "runc": {"path": "runc"}}
     runtimes.update({name: {"path": path} for name, path in config.runtimes.items()})

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from hull.containers import files, names
 from hull.containers.jsonlog import parse_log_opts
-from hull.containers.ocispec import SpecInputs, build_spec, resolve_command
+from hull.containers.ocispec import SpecInputs, build_spec, check_request, resolve_command
 from hull.containers.record import Container, State
 from hull.errors import Conflict, HullError, InvalidArgument, NotFound, NotModified
 from hull.fsutil import atomic_write
@@ -210,6 +210,7 @@ class ContainerManager:
         raw = await self.daemon.blocking(self.daemon.images.images.get, image_id)
         merged = cc.merge(config, cc.normalize(json.loads(raw).get("config"), "image config"))
         merged["Image"] = image_ref
+        check_request(merged, host_config)
         command = resolve_command(merged)
         if name:
             if not names.valid_name(name):
@@ -331,12 +332,18 @@ class ContainerManager:
         return os.path.join(self.exec_root, cid)
 
     async def start(self, c: Container) -> None:
-        async with self.lock(c.id):
-            if c.state.running:
-                raise NotModified("container already started")
-            if c.state.removal_in_progress or c.id not in self._by_id:
-                raise Conflict(f"container {c.id} is marked for removal and cannot be started")
-            await self._start_locked(c)
+        try:
+            async with self.lock(c.id):
+                if c.state.running:
+                    raise NotModified("container already started")
+                if c.state.removal_in_progress or c.id not in self._by_id:
+                    raise Conflict(f"container {c.id} is marked for removal and cannot be started")
+                await self._start_locked(c)
+        except HullError as e:
+            # As Docker: a --rm container that could not start is removed (its `wait removed` ends).
+            if not isinstance(e, NotModified) and c.host_config.get("AutoRemove") and c.id in self._by_id:
+                await self.remove(c, force=True)
+            raise
 
     async def _start_locked(self, c: Container) -> None:
         exec_dir = self._exec_dir(c.id)
@@ -491,7 +498,8 @@ class ContainerManager:
     async def _finish(self, c: Container, shim: ShimClient | None, info: dict[str, Any]) -> None:
         """Record the exit, release the shim and the mount, wake waiters, auto-remove."""
         async with self.lock(c.id):
-            code = int(info.get("exit_code") if info.get("exit_code") is not None else 255)
+            raw_code = info.get("exit_code")
+            code = 255 if raw_code is None else int(raw_code)
             oom = bool(info.get("oom_killed"))
             c.state = State(
                 exit_code=code,

@@ -531,6 +531,24 @@ def capabilities(caps: list[str], user: ExecUser) -> dict[str, list[str]]:
 # ---- the whole spec ----
 
 
+def check_request(config: Mapping[str, Any], hc: Mapping[str, Any]) -> None:
+    """Refuse at create what build_spec would refuse in the request itself (everything but the
+    user, which needs the container's files), as Docker validates a create before storing it."""
+    privileged = bool(hc.get("Privileged"))
+    resolve_command(config)
+    parse_security_opts(_str_list(hc.get("SecurityOpt"), "SecurityOpt"))
+    tweak_capabilities(_str_list(hc.get("CapAdd"), "CapAdd"), _str_list(hc.get("CapDrop"), "CapDrop"), privileged)
+    rlimits(hc.get("Ulimits") or [])
+    tmpfs_mounts(hc.get("Tmpfs") or {})
+    resources(hc, privileged)
+    _check_cwd(config.get("WorkingDir") or "/")
+
+
+def _check_cwd(cwd: str) -> None:
+    if not cwd.startswith("/"):
+        raise InvalidArgument(f"the working directory '{cwd}' is invalid, it needs to be an absolute path")
+
+
 def build_spec(inputs: SpecInputs) -> dict[str, Any]:
     """The config.json for the container `inputs` describes (see the module docstring)."""
     config, hc = inputs.config, inputs.host_config
@@ -543,8 +561,7 @@ def build_spec(inputs: SpecInputs) -> dict[str, Any]:
     user = resolve_user(inputs.rootfs, config.get("User") or "", _str_list(hc.get("GroupAdd"), "GroupAdd"))
     hostname = config.get("Hostname") or inputs.container_id[:HOSTNAME_LENGTH]
     cwd = config.get("WorkingDir") or "/"
-    if not cwd.startswith("/"):
-        raise InvalidArgument(f"the working directory '{cwd}' is invalid, it needs to be an absolute path")
+    _check_cwd(cwd)
 
     process: dict[str, Any] = {
         "user": {"uid": user.uid, "gid": user.gid, "additionalGids": user.additional_gids},

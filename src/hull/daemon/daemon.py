@@ -21,6 +21,7 @@ from hull.daemon.config import DaemonConfig
 from hull.daemon.events import EventBus
 from hull.images.service import ImageService
 from hull.layout import DataRoot
+from hull.runtime.cgroups.hierarchy import mounted_hierarchies, own_cgroups
 from hull.shim.client import ForkServer
 
 log = logging.getLogger("hulld")
@@ -60,3 +61,15 @@ class Daemon:
         await self.containers.shutdown()
         if self.forkserver is not None:
             await self.forkserver.close()
+        if not self.containers.running_ids():
+            await self.blocking(remove_empty_cgroup_parent, self.config.cgroup_parent)
+
+
+def remove_empty_cgroup_parent(parent: str) -> None:
+    """rmdir the containers' parent cgroup (/hull) in every hierarchy where it is empty, so a
+    daemon that stops with no container running leaves no cgroup behind."""
+    for h in mounted_hierarchies(own_cgroups()):
+        try:
+            os.rmdir(h.mount_point + "/" + parent.strip("/"))
+        except OSError:
+            pass  # absent, or still holding a container's cgroup (EBUSY): both are fine

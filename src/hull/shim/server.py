@@ -106,6 +106,7 @@ class Shim:
             raise
         self._refresh(self.listener.fileno())
         self._refresh(self.wake_r)
+        self._refresh_outputs()  # read (and log) output even while no client is attached
 
     def _setup_rest(self) -> None:
         cfg = self.cfg
