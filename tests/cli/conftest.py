@@ -1,12 +1,11 @@
 """Fixtures of the `hull` command's tests.
 
-`engine` (session): the daemon the end-to-end tests drive, as an `Engine` with `.host`
-(a unix:// URL), `.image` (a busybox image present in it) and `.hull(*args)` (runs
-`python -m hull.cli.main` with HULL_HOST set to the host). By default it is a private
-Docker daemon (`hull.testing.dockerd.DockerDaemon`) into which busybox is imported with
-`hull import`, and which is stopped at the end of the session. To run the same tests
-against another engine (hulld), set HULL_TEST_HOST=unix:///run/hull/hull.sock; busybox is
-then imported into that engine under HULL_TEST_IMAGE (default `hull-cli-test-busybox:latest`).
+`engine` (session, two params): the daemon the end-to-end tests drive, as an `Engine` with
+`.host` (a unix:// URL), `.image` (a busybox image present in it) and `.hull(*args)` (runs
+`python -m hull.cli.main` with HULL_HOST set to the host). Every test runs against a private
+hulld (`hull.testing.hulld.HullDaemon`) and against a private Docker daemon
+(`hull.testing.dockerd.DockerDaemon`), each with busybox imported by `hull import` and
+stopped at the end of the session: the same command must behave the same on both.
 """
 
 from __future__ import annotations
@@ -19,6 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from hull.testing.dockerd import DockerDaemon
+from hull.testing.hulld import HullDaemon
 
 
 @dataclass
@@ -49,20 +51,11 @@ def _busybox_tar(path: Path) -> bytes:
     return subprocess.run(["tar", "-C", str(rootfs), "-c", "."], capture_output=True, check=True).stdout
 
 
-@pytest.fixture(scope="session")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    if os.geteuid() != 0 and not os.environ.get("HULL_TEST_HOST"):
-        pytest.skip("the private dockerd needs root")
+@pytest.fixture(scope="session", params=["hulld", "dockerd"])
+def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """hulld first (the contract), then the real dockerd (the oracle the behaviour was checked against)."""
     tar = _busybox_tar(tmp_path_factory.mktemp("cli-busybox"))
-    host = os.environ.get("HULL_TEST_HOST")
-    if host:
-        eng = Engine(host, os.environ.get("HULL_TEST_IMAGE", "hull-cli-test-busybox:latest"))
-        eng.hull("import", "-", eng.image, input=tar, check=True)
-        yield eng
-        return
-    from hull.testing.dockerd import DockerDaemon
-
-    daemon = DockerDaemon()
+    daemon: HullDaemon | DockerDaemon = HullDaemon() if request.param == "hulld" else DockerDaemon()
     try:
         eng = Engine(daemon.host, "busybox:latest")
         eng.hull("import", "-", eng.image, input=tar, check=True)
