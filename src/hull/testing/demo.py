@@ -1,11 +1,13 @@
-"""`make demo`: build a busybox bundle and run it with hull-runtime.
+"""`make demo`: make a busybox image and run `hull run --rm busybox echo hello`.
 
-Usage: python -m hull.testing.demo [BUNDLE_DIR]   (default build/demo)
-Expected output: `inside the container: pid=1 hostname=hull-demo`.
+Usage: python -m hull.testing.demo [WORK_DIR]   (default build/demo)
+
+The image is built offline from the host's busybox-static and imported with `hull import`
+(once: an existing busybox:latest is kept). Every step goes through the `hull` command, as a
+user would type it; when no hulld answers, `hull` itself starts one in the background and
+says so. Expected last line: `hello`.
 """
 
-import json
-import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -14,41 +16,40 @@ from hull.errors import HullError
 from hull.testing import remove_tree
 from hull.testing.busybox import build_busybox_rootfs
 
-SCRIPT = 'echo "inside the container: pid=$$ hostname=$(hostname)"'
+IMAGE = "busybox:latest"
 
 
-def runtime_command() -> list[str]:
-    """hull-runtime as installed beside this interpreter (the venv's console script), else via -m."""
-    script = Path(sys.executable).parent / "hull-runtime"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "hull.runtime.cli"]
+def hull_command() -> list[str]:
+    """`hull` as installed beside this interpreter (the venv's console script), else via -m."""
+    script = Path(sys.executable).parent / "hull"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "hull.cli.main"]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    bundle = Path(args[0] if args else "build/demo")
-    runtime = runtime_command()
-    try:
-        remove_tree(bundle)  # a fresh bundle each time; refused if a broken run left mounts in it
-        build_busybox_rootfs(bundle / "rootfs")
-    except HullError as e:
-        print(f"demo: {e.message}", file=sys.stderr)
-        return 1
-    if subprocess.run([*runtime, "spec", "--bundle", str(bundle)], check=False).returncode != 0:
-        print("demo: `hull-runtime spec` failed (above)", file=sys.stderr)
-        return 1
-    config_path = bundle / "config.json"
-    config = json.loads(config_path.read_text())
-    config["hostname"] = "hull-demo"
-    config["process"]["args"] = ["sh", "-c", SCRIPT]
-    config["process"]["terminal"] = False
-    config_path.write_text(json.dumps(config, indent="\t"))
-
-    cid = f"demo-{secrets.token_hex(4)}"
-    print(f"$ hull-runtime run --bundle {bundle} {cid}", flush=True)
-    status = subprocess.run([*runtime, "run", "--bundle", str(bundle), cid], stdin=subprocess.DEVNULL, check=False)
-    if status.returncode != 0:
-        print(f"demo: hull-runtime run exited {status.returncode}", file=sys.stderr)
-    return status.returncode
+    work = Path(args[0] if args else "build/demo")
+    hull = hull_command()
+    # stderr passes through: it is where `hull` says that it started hulld.
+    have = subprocess.run([*hull, "images", "-q", IMAGE], stdout=subprocess.PIPE, text=True, check=False)
+    if have.returncode != 0:
+        return have.returncode
+    if not have.stdout.strip():
+        try:
+            remove_tree(work)
+            rootfs = build_busybox_rootfs(work / "rootfs")
+        except HullError as e:
+            print(f"demo: {e.message}", file=sys.stderr)
+            return 1
+        print(f"$ tar -C {rootfs} -c . | hull import - {IMAGE}", flush=True)
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        imported = subprocess.run([*hull, "import", "-", IMAGE], stdin=tar.stdout, check=False)
+        assert tar.stdout is not None
+        tar.stdout.close()
+        if tar.wait() != 0 or imported.returncode != 0:
+            print("demo: the import failed (above)", file=sys.stderr)
+            return 1
+    print(f"$ hull run --rm {IMAGE.partition(':')[0]} echo hello", flush=True)
+    return subprocess.run([*hull, "run", "--rm", IMAGE.partition(":")[0], "echo", "hello"], check=False).returncode
 
 
 if __name__ == "__main__":
