@@ -1,16 +1,14 @@
-"""The hull side of the image benchmarks: one library operation per process, as a command.
+"""The hull side of the layer-apply benchmarks: one library call per process, as a command.
 
-There is no `hull` command for images yet (the daemon comes next), so each timed run starts
-this script, which pays the interpreter's start and hull's imports like a real command would.
+Layer apply has no command of its own (hulld applies layers inside load and pull), so each
+timed run starts this script, which pays the interpreter's start and hull's imports as a
+real command would, against GNU tar doing the same extraction.
 
     hull_tools.py apply LAYER DEST              apply a layer tar onto an empty directory (overlay whiteouts)
-    hull_tools.py commit ROOT CONTAINER IMAGE TAG   commit a container's layer as image TAG on IMAGE
-    hull_tools.py load ROOT ARCHIVE             load a docker-archive into the data root ROOT
 """
 
 import sys
 
-from hull.layout import DataRoot
 from hull.storage.archive import apply_layer
 
 
@@ -20,29 +18,6 @@ def main(argv: list[str]) -> int:
         layer, dest = args
         with open(layer, "rb") as f:
             apply_layer(f, dest, whiteouts="overlay")
-        return 0
-    if verb == "commit":
-        from hull.images.operations import commit
-        from hull.images.service import ImageService
-
-        root, container, image, tag = args
-        service = ImageService(DataRoot(root))
-        try:
-            print(commit(service, container, parent_image=image, container_config={}, repo_tag=tag))
-        finally:
-            service.close()
-        return 0
-    if verb == "load":
-        from hull.images.service import ImageService
-        from hull.images.tarexport import load
-
-        root, path = args
-        service = ImageService(DataRoot(root))
-        try:
-            with open(path, "rb") as f:
-                print(*load(service, f).messages(), sep="\n")
-        finally:
-            service.close()
         return 0
     raise SystemExit(f"unknown verb {verb!r}")
 

@@ -168,80 +168,57 @@ class LayerApplyBigFile(_LayerApply):
     big = 60_000_000
 
 
-FILES_IN_COMMIT = 10_000
+class _Engines(Scenario):
+    """A private hulld and a private dockerd, each with the same busybox image (busybox:bench)."""
 
-
-@register
-class CommitTenThousandFiles(Scenario):
-    """Commit a container that created 10,000 small files: hull's commit against `docker commit`."""
-
-    name = "commit-10000-files"
     peer = "dockerd"
+    image = "busybox:bench"
 
     def setup(self, work: Path) -> None:
         import subprocess as sp
 
-        from hull.images.operations import import_image
-        from hull.images.service import ImageService
-        from hull.layout import DataRoot
         from hull.testing.dockerd import DockerDaemon
+        from hull.testing.hulld import HullDaemon
 
         rootfs = work / "rootfs"
         build_busybox_rootfs(rootfs)
-        self.root = DataRoot(str(work / "hull-data"))
-        self.service = ImageService(self.root)
-        self.image = import_image(self.service, str(rootfs), repo_tag="busybox:bench")
+        self.hulld = HullDaemon()
         self.docker = DockerDaemon()
+        self.hulld.import_busybox(rootfs, self.image)
         archive = sp.run(["tar", "-C", str(rootfs), "-c", "."], capture_output=True, check=True).stdout
-        self.docker.docker("import", "-", "busybox:bench", input=archive)
+        self.docker.docker("import", "-", self.image, input=archive)
 
-    def prepare(self, side: Side, run_id: str) -> None:
-        if side == "peer":
-            script = f"mkdir /d && cd /d && i=0; while [ $i -lt {FILES_IN_COMMIT} ]; do echo $i > f$i; i=$((i+1)); done"
-            self.docker.docker("run", "--name", run_id, "busybox:bench", "sh", "-c", script)
-            os.sync()
-            return
-        cid = hashlib_hex(run_id)
-        self.service.layers.create_rw(cid, self.service.top_layer(self.image))
-        merged = Path(self.service.layers.mount(cid))
-        try:
-            (merged / "d").mkdir()
-            for i in range(FILES_IN_COMMIT):
-                (merged / "d" / f"f{i}").write_text(f"{i}\n")
-        finally:
-            self.service.layers.unmount(cid)
-        os.sync()  # what the container wrote is on disk before the timed commit, as for Docker's side
-
-    def command(self, side: Side, run_id: str) -> list[str]:
-        if side == "peer":
-            return ["docker", "--host", self.docker.host, "commit", run_id, f"bench-out:{run_id}"]
-        tools = str(Path(__file__).parent / "hull_tools.py")
-        return [sys.executable, tools, "commit", self.root.path, hashlib_hex(run_id), self.image, f"bench-out:{run_id}"]
-
-    def after(self, side: Side, run_id: str) -> None:
-        from hull.errors import NotFound
-        from hull.images.operations import remove
-
-        if side == "peer":
-            self.docker.docker("rm", "-f", run_id, check=False)
-            self.docker.docker("rmi", f"bench-out:{run_id}", check=False)
-            return
-        self.service.layers.delete_rw(hashlib_hex(run_id))
-        try:
-            remove(self.service, f"bench-out:{run_id}")
-        except NotFound:
-            pass  # the commit failed: nothing to remove
+    def host(self, side: Side) -> str:
+        return self.hulld.host if side == "hull" else self.docker.host
 
     def teardown(self) -> None:
-        self.service.close()
+        self.hulld.stop()
         self.docker.stop()
 
 
-def hashlib_hex(text: str) -> str:
-    """A container id (64 hex) derived from a run id."""
-    import hashlib
+FILES_IN_COMMIT = 10_000
 
-    return hashlib.sha256(text.encode()).hexdigest()
+
+@register
+class CommitTenThousandFiles(_Engines):
+    """`docker commit` of a container that created 10,000 small files, against hulld and against dockerd."""
+
+    name = "commit-10000-files"
+
+    def prepare(self, side: Side, run_id: str) -> None:
+        script = f"mkdir /d && cd /d && i=0; while [ $i -lt {FILES_IN_COMMIT} ]; do echo $i > f$i; i=$((i+1)); done"
+        subprocess.run(
+            ["docker", "--host", self.host(side), "run", "--name", run_id, self.image, "sh", "-c", script],
+            capture_output=True, check=True, timeout=120,
+        )  # fmt: skip
+        os.sync()  # what the container wrote is on disk before the timed commit, on both sides
+
+    def command(self, side: Side, run_id: str) -> list[str]:
+        return ["docker", "--host", self.host(side), "commit", run_id, f"bench-out:{run_id}"]
+
+    def after(self, side: Side, run_id: str) -> None:
+        quiet(["docker", "--host", self.host(side), "rm", "-f", run_id])
+        quiet(["docker", "--host", self.host(side), "rmi", f"bench-out:{run_id}"])
 
 
 def write_docker_archive(path: Path, layers: list[Path], tag: str) -> None:
@@ -277,15 +254,13 @@ def write_docker_archive(path: Path, layers: list[Path], tag: str) -> None:
 
 
 @register
-class LoadHundredMegabytes(Scenario):
-    """Load a ~100 MB, 3-layer archive (5,000 files; one 60 MB file; one small): hull against `docker load`."""
+class LoadHundredMegabytes(_Engines):
+    """`docker load` of a ~100 MB, 3-layer archive (5,000 files; one 60 MB file; one small), into hulld and dockerd."""
 
     name = "load-100mb-3-layers"
-    peer = "dockerd"
 
     def setup(self, work: Path) -> None:
-        from hull.testing.dockerd import DockerDaemon
-
+        super().setup(work)
         small, big, tiny = work / "small.tar", work / "big.tar", work / "tiny.tar"
         write_layer_tar(small, 5000, 7000)
         write_layer_tar(big, 0, 0, 60_000_000)
@@ -293,55 +268,15 @@ class LoadHundredMegabytes(Scenario):
         self.archive = work / "image.tar"
         write_docker_archive(self.archive, [small, big, tiny], "bench:load")
         self.payload = (self.archive.stat().st_size, 5000 + 1 + 3)
-        self.roots = work / "hull-roots"
-        self.roots.mkdir()
-        self.docker = DockerDaemon()
 
     def prepare(self, side: Side, run_id: str) -> None:
         os.sync()  # the previous run's writeback must not land in this run's time
 
     def command(self, side: Side, run_id: str) -> list[str]:
-        if side == "peer":
-            return ["docker", "--host", self.docker.host, "load", "-i", str(self.archive)]
-        tools = str(Path(__file__).parent / "hull_tools.py")
-        return [sys.executable, tools, "load", str(self.roots / run_id), str(self.archive)]
+        return ["docker", "--host", self.host(side), "load", "-i", str(self.archive)]
 
     def after(self, side: Side, run_id: str) -> None:
-        if side == "peer":
-            self.docker.docker("rmi", "bench:load", check=False)
-        else:
-            shutil.rmtree(self.roots / run_id, ignore_errors=True)
-
-    def teardown(self) -> None:
-        self.docker.stop()
-
-
-class _Engines(Scenario):
-    """A private hulld and a private dockerd, each with the same busybox image (busybox:bench)."""
-
-    peer = "dockerd"
-    image = "busybox:bench"
-
-    def setup(self, work: Path) -> None:
-        import subprocess as sp
-
-        from hull.testing.dockerd import DockerDaemon
-        from hull.testing.hulld import HullDaemon
-
-        rootfs = work / "rootfs"
-        build_busybox_rootfs(rootfs)
-        self.hulld = HullDaemon()
-        self.docker = DockerDaemon()
-        self.hulld.import_busybox(rootfs, self.image)
-        archive = sp.run(["tar", "-C", str(rootfs), "-c", "."], capture_output=True, check=True).stdout
-        self.docker.docker("import", "-", self.image, input=archive)
-
-    def host(self, side: Side) -> str:
-        return self.hulld.host if side == "hull" else self.docker.host
-
-    def teardown(self) -> None:
-        self.hulld.stop()
-        self.docker.stop()
+        quiet(["docker", "--host", self.host(side), "rmi", "bench:load"])
 
 
 @register
