@@ -1,5 +1,5 @@
-"""End-to-end tests of `hull` against a real engine (see conftest.py: the `engine` fixture is a
-private dockerd by default; HULL_TEST_HOST points the same tests at hulld)."""
+"""End-to-end tests of `hull` against real engines (conftest.py: every test runs against a
+private hulld and against a private dockerd)."""
 
 from __future__ import annotations
 
@@ -231,3 +231,30 @@ def test_start_attach_kill_restart_wait(engine: Engine) -> None:
         assert engine.hull("wait", name).stdout == "137\n"
     finally:
         _rm(engine, name)
+
+
+def test_resource_flags_reach_the_cgroup(engine: Engine) -> None:
+    done = engine.hull(
+        "run", "--rm", "--memory", "32m", "--cpus", "1.5", "--pids-limit", "33", engine.image, "cat",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+        "/sys/fs/cgroup/pids/pids.max",
+    )  # fmt: skip
+    assert done.stdout.split() == [str(32 << 20), "150000", "33"], done.stderr
+
+
+def test_rm_flag_leaves_no_container(engine: Engine) -> None:
+    before = engine.hull("ps", "-aq").stdout
+    assert engine.hull("run", "--rm", engine.image, "true").returncode == 0
+    assert engine.hull("ps", "-aq").stdout == before
+
+
+def test_bad_flags_and_unknown_objects(engine: Engine) -> None:
+    for args in (["run", "--nosuch", engine.image, "true"], ["ps", "--nosuch"]):
+        done = engine.hull(*args)
+        assert done.returncode == 125
+        assert done.stderr.startswith("unknown flag: --nosuch\n")
+    done = engine.hull("stop", "nosuchcontainer")
+    assert (done.returncode, done.stderr) == (1, "Error response from daemon: No such container: nosuchcontainer\n")
+    done = engine.hull("run", "--rm", "nosuchimage:1")
+    assert done.returncode == 125
+    assert "Unable to find image 'nosuchimage:1' locally" in done.stderr

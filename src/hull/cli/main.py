@@ -168,18 +168,28 @@ def main(argv: list[str] | None = None) -> int:
 def run_verb(verb: Verb, title: str, args: list[str], opts: dict[str, str | bool]) -> int:
     import argparse
     import importlib
+    from typing import NoReturn  # here, not at the top: `hull` imports only what its verb needs
 
     from hull.cli.client import APIError, CLIError, resolve_host
     from hull.cli.context import Context
 
+    class FlagParser(argparse.ArgumentParser):
+        """docker's answer to a bad flag: the problem, where to look, and status 125 (any verb)."""
+
+        def error(self, message: str) -> NoReturn:
+            flag = message.removeprefix("unrecognized arguments: ")
+            text = f"unknown flag: {flag.split()[0]}" if flag != message and flag.startswith("-") else message
+            sys.stderr.write(f"{text}\nSee '{self.prog} --help'.\n")
+            raise SystemExit(125)
+
     module = importlib.import_module(f"hull.cli.commands.{verb.module}")
-    parser = argparse.ArgumentParser(prog=f"{PROG} {title}", description=verb.help, add_help=False)
+    parser = FlagParser(prog=f"{PROG} {title}", description=verb.help, add_help=False)
     parser.add_argument("--help", action="help", help="print usage")
     getattr(module, f"args_{verb.name}")(parser)
     try:
         a = parser.parse_args(args)
     except SystemExit as e:
-        return 0 if e.code == 0 else 125 if verb.name in ("run", "create") else 1
+        return 0 if e.code == 0 else 125
     host_flag = opts.get("host")
     host, explicit = resolve_host(host_flag if isinstance(host_flag, str) else None)
     ctx = Context(host, explicit, debug=bool(opts.get("debug")))
