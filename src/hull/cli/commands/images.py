@@ -13,7 +13,7 @@ from hull.cli.context import Context
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (7 ms of every start)
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, BinaryIO
 
 
 def _i(name: str) -> str:
@@ -228,14 +228,18 @@ def cmd_import(ctx: Context, a: argparse.Namespace) -> int:
     elif a.source == "-":
         resp = ctx.client.request("POST", "/images/create", params, data=sys.stdin.buffer)
     else:
-        try:
-            f = open(a.source, "rb")  # noqa: SIM115  # closed below
-        except OSError as e:
-            raise CLIError(f"open {a.source}: {(e.strerror or str(e)).lower()}") from None
-        with f:
+        with _open_input(a.source) as f:
             resp = ctx.client.request("POST", "/images/create", params, data=f)
     _print_messages(ctx, resp)
     return 0
+
+
+def _open_input(path: str) -> BinaryIO:
+    """A file the user named, or docker's error for it."""
+    try:
+        return open(path, "rb")
+    except OSError as e:
+        raise CLIError(f"open {path}: {(e.strerror or str(e)).lower()}") from None
 
 
 def args_save(p: argparse.ArgumentParser) -> None:
@@ -259,11 +263,7 @@ def args_load(p: argparse.ArgumentParser) -> None:
 def cmd_load(ctx: Context, a: argparse.Namespace) -> int:
     params = {"quiet": True if a.quiet else None}
     if a.input:
-        try:
-            f = open(a.input, "rb")  # noqa: SIM115  # closed below
-        except OSError as e:
-            raise CLIError(f"open {a.input}: {(e.strerror or str(e)).lower()}") from None
-        with f:
+        with _open_input(a.input) as f:
             resp = ctx.client.request("POST", "/images/load", params, data=f)
             _print_messages(ctx, resp)
         return 0
