@@ -30,6 +30,7 @@ from hull.containers.record import Container, State
 from hull.errors import Conflict, HullError, InvalidArgument, NotFound, NotModified
 from hull.fsutil import atomic_write
 from hull.images import containerconfig as cc
+from hull.runtime.cgroups import prime_migration
 from hull.runtime.spec import CONFIG_FILE
 from hull.shim.client import ShimClient
 from hull.shim.config import ShimConfig
@@ -346,6 +347,9 @@ class ContainerManager:
             raise
 
     async def _start_locked(self, c: Container) -> None:
+        # In parallel with the mount and the shim's start: the container's init joins its cgroup
+        # about 10 ms from now, and then finds the kernel's grace period for that paid already.
+        asyncio.get_running_loop().run_in_executor(None, prime_migration)
         exec_dir = self._exec_dir(c.id)
         rootfs = await self.daemon.locked(self.daemon.images.layers.mount, c.id)
         try:

@@ -8,6 +8,7 @@ runtime marks itself child subreaper so the container's process, orphaned by sta
 becomes its child and its exit status can be read.
 """
 
+import base64
 import gc
 import os
 import select
@@ -67,10 +68,6 @@ def _spawn(
     plan: ChildPlan, on_userns: Callable[[int], None], on_hooks: Callable[[int], dict[str, Any]]
 ) -> int:
     """Fork the child, serve its requests until it is ready; return the container process's pid."""
-    if plan.spec.linux.seccomp is not None:
-        from hull.runtime.seccomp import SeccompFilter  # only containers that ask pay for libseccomp
-
-        plan.seccomp = SeccompFilter(plan.spec.linux.seccomp)
     parent_end, child_end = sync.channel()
     plan.sync = child_end
     stage_one = os.fork()
@@ -78,10 +75,16 @@ def _spawn(
         parent_end.close()
         child_main(plan)
     child_end.close()
-    if plan.seccomp is not None:
-        plan.seccomp.release()  # the child has its own copy
     pid = 0
     try:
+        # The seccomp program is compiled here, after the fork, while stage one works (joining its
+        # cgroup may wait for an RCU grace period as long as compiling takes). Stage two gets
+        # the program with the answer to its pid and only installs it.
+        seccomp_fields = {}
+        if plan.spec.linux.seccomp is not None:
+            from hull.runtime.seccomp import compile_filter  # only containers that ask pay for libseccomp
+
+            seccomp_fields["seccomp"] = base64.b64encode(compile_filter(plan.spec.linux.seccomp)).decode()
         while True:
             msg = sync.recv(parent_end)
             kind = msg.get("type")
@@ -90,7 +93,8 @@ def _spawn(
                 sync.send(parent_end, sync.OK)
             elif kind == sync.PID:
                 pid = int(msg["pid"])
-                sync.send(parent_end, sync.OK)  # stage two waits for this: its messages need the pid
+                # Stage two waits for this: its messages need the pid.
+                sync.send(parent_end, sync.OK, **seccomp_fields)
             elif kind == sync.HOOKS:
                 sync.send(parent_end, sync.OK, state=on_hooks(pid))
             elif kind == sync.READY:

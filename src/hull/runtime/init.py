@@ -8,28 +8,26 @@ unshared it:
   maps), unshares the other new namespaces, forks stage two, reports its pid and exits;
 * stage two (PID 1 of the new pid namespace, or the exec'd process): builds the root
   filesystem and pivots into it (init only), sets up the terminal, the process's limits and
-  identity, reports `ready`, waits on exec.fifo until `start` (init only), loads seccomp
-  last and execs.
+  identity, reports `ready`, waits on exec.fifo until `start` (init only), installs the
+  seccomp program the runtime compiled (sent with the answer to `pid`) last and execs.
 
 There is no runtime process left once the user process runs: stage two *becomes* it. Errors
 travel to the runtime over the sync channel and end the child; they never return.
 """
 
+import base64
 import os
 import resource
 import signal
 import socket
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 from hull.runtime import console, namespaces, rootfs, sync, syscalls
 from hull.runtime.capabilities import finalize_process_identity
 from hull.runtime.cgroups import CgroupManager
 from hull.runtime.hooks import run_hooks
 from hull.runtime.spec import Process, Spec
-
-if TYPE_CHECKING:
-    from hull.runtime.seccomp import SeccompFilter
 
 DEFAULT_UMASK = 0o022
 
@@ -48,9 +46,9 @@ class ChildPlan:
     exec_fifo: int = -1  # create: an O_PATH descriptor of the state dir's exec.fifo
     no_pivot: bool = False
     preserve_fds: int = 0
-    # Built by the runtime before the fork: errors surface there, and libseccomp is loaded
-    # while the host's files are still visible (the container's root may have no such library).
-    seccomp: "SeccompFilter | None" = None
+    # Stage two's copy of the seccomp program the runtime compiled (no libseccomp in the child:
+    # the container's root may have no such library, and compiling is the runtime's time).
+    seccomp: bytes | None = None
 
 
 def child_main(plan: ChildPlan) -> NoReturn:
@@ -99,7 +97,9 @@ def _stage_one(plan: ChildPlan) -> None:
 def _stage_two(plan: ChildPlan) -> NoReturn:
     # Stage one reports our pid as it exits; until the runtime has it, a `ready` or `hooks`
     # from us could overtake it and leave the runtime with no pid to wait on or hand to hooks.
-    sync.expect_ok(plan.sync)
+    answer = sync.expect_ok(plan.sync)
+    if "seccomp" in answer:
+        plan.seccomp = base64.b64decode(answer["seccomp"])
     spec, proc = plan.spec, plan.process
     slave = -1
     if plan.is_exec:
@@ -140,7 +140,7 @@ def _stage_two(plan: ChildPlan) -> NoReturn:
         os.close(plan.exec_fifo)
         if spec.hooks.get("startContainer"):
             run_hooks(spec.hooks["startContainer"], hook_state, "startContainer")
-    _exec(path, proc.args, env, plan.seccomp)
+    _exec(path, proc.args, env, plan)
 
 
 def _make_terminal(plan: ChildPlan, ptmx: str, pts_dir: str) -> int:
@@ -187,7 +187,7 @@ def _finish_process(plan: ChildPlan, slave: int, *, session: bool) -> tuple[str,
         syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
     elif plan.seccomp is not None:
         # Without no_new_privs only CAP_SYS_ADMIN may load a filter: now, before we drop it.
-        plan.seccomp.load()
+        _install_seccomp(plan)
         plan.seccomp = None
     finalize_process_identity(proc.capabilities, proc.user.uid, proc.user.gid, proc.user.additional_gids)
     os.umask(proc.user.umask if proc.user.umask is not None else DEFAULT_UMASK)
@@ -244,12 +244,19 @@ def _close_extra_fds(plan: ChildPlan) -> None:
                 pass
 
 
-def _exec(path: str, args: list[str], env: dict[str, str], seccomp: "SeccompFilter | None") -> NoReturn:
+def _install_seccomp(plan: ChildPlan) -> None:
+    from hull.runtime.seccomp import install  # imported already: parsing the spec's seccomp did
+
+    assert plan.seccomp is not None and plan.spec.linux.seccomp is not None
+    install(plan.seccomp, plan.spec.linux.seccomp)
+
+
+def _exec(path: str, args: list[str], env: dict[str, str], plan: ChildPlan) -> NoReturn:
     # Python ignores SIGPIPE and SIGXFSZ; ignored dispositions survive execve, so undo them.
     for sig in (signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    if seccomp is not None:
-        seccomp.load()  # last: from here on our own syscalls are filtered too
+    if plan.seccomp is not None:
+        _install_seccomp(plan)  # last: from here on our own syscalls are filtered too
     os.execve(path, args, env)
     raise AssertionError("execve returned")

@@ -4,7 +4,8 @@ A SOCK_SEQPACKET socketpair keeps message boundaries, so each message is one JSO
 `{"type": ...}` plus fields. The child asks (`userns`: write my id maps; `hooks`: run
 createRuntime hooks), reports (`pid`: the init's pid; `ready`: about to wait for start or
 exec) or fails (`error` with a message); the parent answers `ok`, to `pid` too: stage two
-starts only once the parent knows its pid.
+starts only once the parent knows its pid, and gets the compiled seccomp program (base64, in
+`seccomp`) with that answer when the spec has a filter.
 """
 
 import json

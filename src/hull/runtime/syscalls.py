@@ -72,6 +72,7 @@ LINUX_CAPABILITY_VERSION_3 = 0x20080522
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "ppc64le": 203, "s390x": 217, "riscv64": 41}
 _SYS_CAPGET = {"x86_64": 125, "aarch64": 90, "ppc64le": 183, "s390x": 184, "riscv64": 90}
 _SYS_CAPSET = {"x86_64": 126, "aarch64": 91, "ppc64le": 184, "s390x": 185, "riscv64": 91}
+_SYS_SECCOMP = {"x86_64": 317, "aarch64": 277, "ppc64le": 358, "s390x": 348, "riscv64": 277}
 _ARCH = os.uname().machine
 
 
@@ -159,6 +160,25 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
         data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
     _check(_libc.syscall(ctypes.c_long(_SYS_CAPSET[_ARCH]), ctypes.byref(header), data), "capset")
+
+
+SECCOMP_SET_MODE_FILTER = 1
+BPF_INSTRUCTION_SIZE = 8  # struct sock_filter: u16 code, u8 jt, u8 jf, u32 k
+
+
+class SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def seccomp_set_mode_filter(program: bytes, flags: int = 0) -> None:
+    """seccomp(SECCOMP_SET_MODE_FILTER, flags, program): `program` is struct sock_filter[]."""
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = SockFprog(len(program) // BPF_INSTRUCTION_SIZE, ctypes.cast(buf, ctypes.c_void_p))
+    ret = _libc.syscall(
+        ctypes.c_long(_SYS_SECCOMP[_ARCH]), ctypes.c_uint(SECCOMP_SET_MODE_FILTER), ctypes.c_uint(flags),
+        ctypes.byref(prog),
+    )  # fmt: skip
+    _check(ret, "seccomp")
 
 
 # The new mount API (Linux 5.2+): its syscall numbers are the same on every architecture.
