@@ -26,8 +26,6 @@ line; lines that are no log entry at all are skipped.
 `frame` is here because `read_logs` feeds it; `hull.api.streams.frame` is the same function.
 """
 
-import asyncio
-import calendar
 import codecs
 import itertools
 import json
@@ -35,7 +33,7 @@ import os
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from hull.errors import InvalidArgument
 
@@ -120,6 +118,8 @@ _TIME = re.compile(rb"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?
 
 def _parse_time(value: bytes) -> int:
     """Unix nanoseconds of an RFC3339 time; ValueError if it is not one."""
+    import calendar  # here, not at the top: it costs the shim's lean monitor most of a megabyte (see LogOptions)
+
     m = _TIME.fullmatch(value)
     if m is None:
         raise ValueError(f"bad time {value!r}")
@@ -298,8 +298,9 @@ def parse_log_opts(opts: dict[str, str]) -> tuple[int, int]:
 # --- reader --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class LogOptions:
+# A NamedTuple, not a frozen dataclass: the shim's lean monitor imports this module for the
+# writer, and dataclasses would pull in inspect and ast (over a megabyte per shim).
+class LogOptions(NamedTuple):
     """What `docker logs` asks for. since/until are unix seconds; tail None means every line."""
 
     stdout: bool = True
@@ -604,6 +605,8 @@ async def _follow(
         if stopped and not got:
             return
         if not got:
+            import asyncio  # here, not at the top: the shim's lean monitor imports this module (see LogOptions)
+
             await asyncio.sleep(FOLLOW_POLL)
 
 

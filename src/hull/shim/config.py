@@ -2,15 +2,17 @@
 
 The daemon writes it (to the forkserver as one JSON line, or to a file for a standalone
 `hull-shim --config`); the shim never looks anywhere else (no image store, no daemon state).
+
+A NamedTuple and nothing imported from hull.runtime at module level: the shim's lean monitor
+(monitor.py) imports this module, and dataclasses or hull.runtime.state would cost it over a
+megabyte of memory per container.
 """
 
 import json
 import os
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 from hull.errors import InvalidArgument
-from hull.runtime.state import DEFAULT_ROOT, check_id
 
 SOCKET_NAME = "shim.sock"
 PID_NAME = "shim.pid"
@@ -18,14 +20,13 @@ PID_NAME = "shim.pid"
 LOG_NAME = "shim.log"
 
 
-@dataclass
-class ShimConfig:
+class ShimConfig(NamedTuple):
     id: str
     bundle: str
     exec_dir: str
     exit_file: str
     runtime: str = ""  # "" = the built-in hull-runtime, in-process; else an OCI runtime binary (runc)
-    runtime_root: str = DEFAULT_ROOT
+    runtime_root: str = ""  # the runtime's state directory; "" = the runtime's default
     log_path: str = ""  # json-file log; "" = no log
     log_max_size: int = 0  # bytes; 0 = unlimited
     log_max_file: int = 1
@@ -47,7 +48,7 @@ class ShimConfig:
         return os.path.join(self.exec_dir, LOG_NAME)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        return json.dumps(self._asdict(), separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "ShimConfig":
@@ -59,14 +60,15 @@ class ShimConfig:
 
     @classmethod
     def from_dict(cls, obj: Any) -> "ShimConfig":
+        from hull.runtime.state import check_id  # only the daemon's side validates (see the module docstring)
+
         if not isinstance(obj, dict):
             raise InvalidArgument("shim config: expected a JSON object")
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(obj) - set(known))
+        unknown = sorted(set(obj) - set(cls._fields))
         if unknown:
             raise InvalidArgument(f"shim config: unknown field {unknown[0]!r}")
         for name, value in obj.items():
-            want = known[name].type
+            want = cls.__annotations__[name]
             assert isinstance(want, type)  # plain str/int/bool fields (no postponed annotations)
             # bool is an int in Python: keep `"log_max_file": true` out.
             if not isinstance(value, want) or (want is int and isinstance(value, bool)):

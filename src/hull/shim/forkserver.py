@@ -20,18 +20,14 @@ import sys
 from collections import deque
 from dataclasses import dataclass, field
 
-# Imported for the shims it forks, which import these lazily (BuiltinRuntime, the OOM reader).
+# Imported for the shims it forks, which import these lazily (BuiltinRuntime, the OOM reader, the exit time).
 import hull.runtime.cgroups
 import hull.runtime.container
+import hull.runtime.state  # noqa: F401
 from hull.errors import HullError
 from hull.runtime.cgroups.hierarchy import mounted_hierarchies, own_cgroups
 from hull.shim import protocol, server
 from hull.shim.config import ShimConfig
-
-try:
-    import hull.containers.jsonlog  # noqa: F401  # likewise, for shims that keep a log
-except ImportError:  # not there: a shim with a log imports it itself, and fails clearly if it can't
-    pass
 
 
 @dataclass

@@ -1,9 +1,11 @@
 """How a shim drives the OCI runtime below it: hull-runtime in-process, or an external binary.
 
 `BuiltinRuntime` calls hull.runtime.container directly: no extra interpreter per operation,
-and the forkserver has imported it already. `ExternalRuntime` runs a runc-compatible binary
+and the forkserver has imported it already. `ExternalRuntime` runs a runc-compatible command
 (`runc`, or `hull-runtime` itself) with runc's command line, `--log` in json so that its error
-message can be handed to the daemon as it is.
+message can be handed to the daemon as it is. The lean monitor (monitor.py) has not imported
+the built-in runtime and must not: it drives every runtime by its command line
+(`command_runtime`).
 
 Both `create` the container with the given stdio (or a terminal, whose pty master they
 return) and return the init's pid; the init becomes the shim's child because the shim is a
@@ -13,7 +15,7 @@ child subreaper.
 import json
 import os
 import socket
-import subprocess
+import sys
 from typing import Protocol
 
 from hull.errors import HullError
@@ -41,7 +43,12 @@ class OciRuntime(Protocol):
 
 
 def for_config(cfg: ShimConfig) -> OciRuntime:
-    return ExternalRuntime(cfg) if cfg.runtime else BuiltinRuntime(cfg)
+    return ExternalRuntime(cfg, [cfg.runtime]) if cfg.runtime else BuiltinRuntime(cfg)
+
+
+def command_runtime(cfg: ShimConfig) -> OciRuntime:
+    """The container's runtime through its command line, the built-in one as `python -m hull.runtime.cli`."""
+    return ExternalRuntime(cfg, [cfg.runtime] if cfg.runtime else [sys.executable, "-m", "hull.runtime.cli"])
 
 
 class BuiltinRuntime:
@@ -51,7 +58,7 @@ class BuiltinRuntime:
 
         self._cfg = cfg
         self._c = container
-        self._opts = Options(root=cfg.runtime_root)
+        self._opts = Options(root=cfg.runtime_root) if cfg.runtime_root else Options()
         # The runtime's warnings would otherwise go to fd 2, which is the container's stderr during create.
         log.configure(cfg.log_file, "json", False)
 
@@ -90,11 +97,15 @@ class BuiltinRuntime:
 
 
 class ExternalRuntime:
-    def __init__(self, cfg: ShimConfig) -> None:
+    def __init__(self, cfg: ShimConfig, command: list[str]) -> None:
         self._cfg = cfg
-        self._base = [cfg.runtime, "--root", cfg.runtime_root, "--log", cfg.log_file, "--log-format", "json"]
+        self._name = " ".join(command)
+        root = ["--root", cfg.runtime_root] if cfg.runtime_root else []
+        self._base = [*command, *root, "--log", cfg.log_file, "--log-format", "json"]
 
     def _run(self, verb: str, args: list[str], stdio: Stdio | None = None) -> None:
+        import subprocess  # here: the lean monitor (monitor.py) may never run a command, and it is not small
+
         start = _size(self._cfg.log_file)
         argv = [*self._base, verb, *args]
         try:
@@ -103,10 +114,10 @@ class ExternalRuntime:
             else:
                 done = subprocess.run(argv, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], check=False)
         except OSError as e:
-            raise HullError(f"{self._cfg.runtime}: {e.strerror}") from None
+            raise HullError(f"{self._name}: {e.strerror}") from None
         if done.returncode != 0:
             message = _last_error(self._cfg.log_file, start) or (done.stderr or b"").decode(errors="replace").strip()
-            raise HullError(message or f"{self._cfg.runtime} {verb} failed with exit status {done.returncode}")
+            raise HullError(message or f"{self._name} {verb} failed with exit status {done.returncode}")
 
     def create(self, stdio: Stdio) -> tuple[int, int | None]:
         pid_file = os.path.join(self._cfg.exec_dir, INIT_PID_NAME)

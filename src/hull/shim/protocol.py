@@ -61,5 +61,3 @@ def decode_answer(line: bytes) -> dict[str, Any]:
     except ValueError:
         raise HullError(f"shim: malformed answer {line[:200]!r}") from None
     return raise_for(answer)
-
-
