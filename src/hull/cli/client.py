@@ -1,4 +1,4 @@
-"""The Engine API client of `hull`: stdlib http.client over a unix socket (or TCP).
+"""The Engine API client of `hull`: HTTP/1.1 (cli/http.py) over a unix socket (or TCP).
 
 Host resolution: `-H/--host`, then `HULL_HOST`, then the default `unix:///run/hull/hull.sock`.
 Versions are negotiated as the docker CLI does (`HEAD /_ping`, falling back to `GET /_ping`;
@@ -8,12 +8,13 @@ request goes to a versioned path `/v1.xx/...`.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import socket
 from collections.abc import Iterable, Iterator
 from urllib.parse import quote, urlencode
+
+from hull.cli import http
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (7 ms of every start)
 if TYPE_CHECKING:
@@ -56,25 +57,6 @@ def version_tuple(v: str) -> tuple[int, ...]:
         return tuple(int(x) for x in v.split("."))
     except ValueError:
         return (0,)
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    """HTTPConnection whose connect() opens an AF_UNIX stream socket."""
-
-    def __init__(self, path: str, timeout: float | None = None) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        if self.timeout is not None:
-            sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.unix_path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
 
 
 def resolve_host(flag: str | None) -> tuple[str, bool]:
@@ -146,40 +128,38 @@ class APIClient:
         self.ping_headers: dict[str, str] = {}
 
     # -- connections ---------------------------------------------------------------------
-    def _connection(self, timeout: float | None = None) -> http.client.HTTPConnection:
-        if self.unix_path is not None:
-            return UnixHTTPConnection(self.unix_path, timeout=timeout)
-        assert self.tcp is not None
-        return http.client.HTTPConnection(self.tcp[0], self.tcp[1], timeout=timeout)
-
-    def _raw_socket(self) -> socket.socket:
+    def _connect(self, timeout: float | None = None) -> socket.socket:
         try:
             if self.unix_path is not None:
                 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                s.connect(self.unix_path)
-                return s
-            assert self.tcp is not None
-            return socket.create_connection(self.tcp)
+                s.settimeout(timeout)
+                try:
+                    s.connect(self.unix_path)
+                except OSError:
+                    s.close()
+                    raise
+            else:
+                assert self.tcp is not None
+                s = socket.create_connection(self.tcp, timeout=timeout)
         except OSError:
             raise ConnectError(self.host) from None
+        return s
 
     # -- version negotiation ---------------------------------------------------------------
     def ping(self, timeout: float | None = 10.0) -> dict[str, str]:
         """HEAD /_ping (GET when HEAD is refused); the response headers, lower-cased."""
         for method in ("HEAD", "GET"):
-            conn = self._connection(timeout)
+            sock = self._connect(timeout)
             try:
-                conn.request(method, "/_ping", headers={"User-Agent": USER_AGENT})
-                resp = conn.getresponse()
+                resp = http.request(sock, method, "/_ping", {"User-Agent": USER_AGENT})
                 resp.read()
             except OSError:
                 raise ConnectError(self.host) from None
             finally:
-                conn.close()
-            headers = {k.lower(): v for k, v in resp.getheaders()}
-            if resp.status < 400 or "api-version" in headers or method == "GET":
-                self.ping_headers = headers
-                return headers
+                sock.close()
+            if resp.status < 400 or "api-version" in resp.headers or method == "GET":
+                self.ping_headers = resp.headers
+                return resp.headers
         return {}
 
     @property
@@ -214,7 +194,7 @@ class APIClient:
         data: bytes | IO[bytes] | Iterable[bytes] | None = None,
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
-    ) -> http.client.HTTPResponse:
+    ) -> http.Response:
         """Send a request; the response (body unread) when 2xx, else APIError. `body` is sent as JSON."""
         url = self.url(path, params)
         hdrs = {"User-Agent": USER_AGENT}
@@ -236,20 +216,16 @@ class APIClient:
                     pass
         if headers:
             hdrs.update(headers)
-        conn = self._connection(timeout)
+        sock = self._connect(timeout)
         try:
-            conn.request(method, url, body=payload, headers=hdrs)
-            resp = conn.getresponse()
-        except (ConnectionRefusedError, FileNotFoundError):
-            conn.close()
-            raise ConnectError(self.host) from None
+            resp = http.request(sock, method, url, hdrs, payload)
         except OSError as e:
-            conn.close()
+            sock.close()
             raise CLIError(f"error during connect: {e}") from None
         if resp.status >= 400:
             raw = resp.read()
-            conn.close()
-            raise APIError(resp.status, _error_message(raw, resp.status))
+            resp.close()
+            raise APIError(resp.status, _error_message(raw, resp.reason))
         return resp
 
     def json(self, method: str, path: str, params: Any = None, body: Any = None, **kw: Any) -> Any:
@@ -270,7 +246,7 @@ class APIClient:
         return self.json("DELETE", path, params)
 
     @staticmethod
-    def json_lines(resp: http.client.HTTPResponse) -> Iterator[dict[str, Any]]:
+    def json_lines(resp: http.Response) -> Iterator[dict[str, Any]]:
         """The JSON messages of a streamed body (pull, load, import, events), as they arrive.
 
         Messages may be newline-separated or simply concatenated; both are decoded.
@@ -278,7 +254,7 @@ class APIClient:
         decoder = json.JSONDecoder()
         buf = ""
         while True:
-            chunk = resp.read1(65536) if hasattr(resp, "read1") else resp.read(65536)
+            chunk = resp.read1(65536)
             if not chunk:
                 break
             buf += chunk.decode(errors="replace")
@@ -296,46 +272,26 @@ class APIClient:
         resp.close()
 
     def hijack(self, path: str, params: Any = None, body: Any = None) -> Hijacked:
-        """POST with `Connection: Upgrade, Upgrade: tcp`; expects 101 (200 accepted), then raw socket."""
-        url = self.url(path, params)
-        sock = self._raw_socket()
-        payload = json.dumps(body).encode() if body is not None else b""
-        lines = [
-            f"POST {url} HTTP/1.1",
-            "Host: docker",
-            f"User-Agent: {USER_AGENT}",
-            "Content-Type: application/json" if body is not None else "Content-Type: text/plain",
-            "Connection: Upgrade",
-            "Upgrade: tcp",
-        ]
-        if payload:
-            lines.append(f"Content-Length: {len(payload)}")
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + payload)
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = sock.recv(65536)
-            if not chunk:
-                sock.close()
-                raise CLIError("error attaching: connection closed before the response")
-            buf += chunk
-        head, rest = buf.split(b"\r\n\r\n", 1)
-        status_line, *header_lines = head.decode("latin-1").split("\r\n")
-        parts = status_line.split(" ", 2)
-        code = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-        headers = {}
-        for h in header_lines:
-            k, _, v = h.partition(":")
-            headers[k.strip().lower()] = v.strip()
-        if code >= 400:
-            length = int(headers.get("content-length", "0") or 0)
-            while len(rest) < length:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                rest += chunk
+        """POST with `Connection: Upgrade, Upgrade: tcp`; expects 101 (200 accepted), then the raw socket."""
+        sock = self._connect()
+        headers = {
+            "User-Agent": USER_AGENT,
+            "Content-Type": "application/json" if body is not None else "text/plain",
+            "Connection": "Upgrade",
+            "Upgrade": "tcp",
+        }
+        try:
+            payload = json.dumps(body).encode() if body is not None else None
+            resp = http.request(sock, "POST", self.url(path, params), headers, payload)
+        except OSError as e:
             sock.close()
-            raise APIError(code, _error_message(rest, code))
-        return Hijacked(sock, rest, headers.get("content-type", ""))
+            raise CLIError(f"error attaching: {e}") from None
+        if resp.status >= 400:
+            raw = resp.read()
+            resp.close()
+            raise APIError(resp.status, _error_message(raw, resp.reason))
+        raw_sock, rest = resp.detach()
+        return Hijacked(raw_sock, rest, resp.headers.get("content-type", ""))
 
 
 def _param(v: Any) -> str:
@@ -344,12 +300,12 @@ def _param(v: Any) -> str:
     return str(v)
 
 
-def _error_message(raw: bytes, status: int) -> str:
+def _error_message(raw: bytes, reason: str) -> str:
     try:
         obj = json.loads(raw)
     except ValueError:
         text = raw.decode(errors="replace").strip()
-        return text or http.client.responses.get(status, f"status {status}")
+        return text or reason
     if isinstance(obj, dict) and "message" in obj:
         return str(obj["message"])
     return raw.decode(errors="replace").strip()
