@@ -3,6 +3,7 @@ codes, events, and records laid out as seeds/004 shows them."""
 
 import json
 import os
+import socket
 import threading
 import time
 
@@ -110,3 +111,44 @@ def test_remove_running_needs_force(sdk: docker.DockerClient) -> None:
         assert "You cannot remove a running container" in str(err.value.explanation)
     finally:
         c.remove(force=True)
+
+
+def _hijack_attach(hulld: HullDaemon, cid: str) -> socket.socket:
+    """POST attach with Upgrade, as the docker CLI does; returns the socket after the 101 head."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    s.connect(str(hulld.socket))
+    s.sendall(
+        f"POST /v1.43/containers/{cid}/attach?stream=1&stdout=1&stderr=1 HTTP/1.1\r\nHost: d\r\n"
+        "Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    assert head.startswith(b"HTTP/1.1 101 ")
+    return s
+
+
+def test_attach_before_start_sees_all_output(sdk: docker.DockerClient, hulld: HullDaemon) -> None:
+    # The client starts the container the moment it sees the 101: the attacher must already be
+    # registered then, or a quick container ends unseen and the attach never ends.
+    for _ in range(10):
+        c = sdk.containers.create("busybox", ["echo", "hi"])
+        try:
+            s = _hijack_attach(hulld, c.id)
+            sdk.api.start(c.id)
+            out = b""
+            while chunk := s.recv(65536):
+                out += chunk
+            s.close()
+            assert out == b"\x01\x00\x00\x00\x00\x00\x00\x03hi\n"
+        finally:
+            c.remove(force=True)
+
+
+def test_attach_of_a_removed_container_ends(sdk: docker.DockerClient, hulld: HullDaemon) -> None:
+    c = sdk.containers.create("busybox", ["true"])
+    s = _hijack_attach(hulld, c.id)
+    c.remove()
+    assert s.recv(65536) == b""  # the stream ends: nothing will ever start
+    s.close()

@@ -16,7 +16,7 @@ from hull.api import bodies, params, routing, streams
 from hull.containers.jsonlog import LogOptions, read_logs
 from hull.containers.manager import ContainerManager, parse_signal
 from hull.containers.record import ZERO_TIME, Container
-from hull.errors import Conflict, InvalidArgument, NotFound
+from hull.errors import Conflict, HullError, InvalidArgument, NotFound
 from hull.humanize import human_duration
 from hull.images import operations
 from hull.images.filters import normalize as normalize_filters
@@ -368,14 +368,16 @@ async def attach(request: web.Request) -> web.StreamResponse:
         raise InvalidArgument("hull supports attach with stream=1 only")
     want_stdin = params.query_bool(request, "stdin") and bool(c.config.get("OpenStdin"))
     tty = bool(c.config.get("Tty"))
+    # Registered before the client sees the attach accepted: it may start the container at once.
+    stream = _manager(request).attach(
+        c, want_stdin, params.query_bool(request, "stdout"), params.query_bool(request, "stderr")
+    )
     client = await streams.Hijacked.accept(request, tty)
     try:
-        reader, writer = await _manager(request).attach(
-            c, want_stdin, params.query_bool(request, "stdout"), params.query_bool(request, "stderr")
-        )
-    except Exception:
+        reader, writer = await stream
+    except HullError:
         client.close()
-        raise
+        return client.response
     stdin_task = asyncio.create_task(_copy_stdin(client, writer)) if want_stdin else None
     try:
         await _copy_output(reader, client, tty)

@@ -19,7 +19,7 @@ import secrets
 import shutil
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -73,7 +73,6 @@ class _Live:
     """What the daemon holds for a container between start and the end of its monitor."""
 
     shim: ShimClient
-    monitor: asyncio.Task[None] | None = None
     exited: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -97,6 +96,7 @@ class ContainerManager:
         self._remove_waiters: dict[str, list[asyncio.Future[int]]] = {}
         self._recently_removed: dict[str, tuple[float, int]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._monitors: set[asyncio.Task[None]] = set()
         self.exec_root = os.path.join(daemon.config.exec_root, "containers")
         self.runtime_root = os.path.join(daemon.config.exec_root, "runtime")
 
@@ -173,7 +173,7 @@ class ContainerManager:
                 live = _Live(shim)
                 self._live[c.id] = live
                 c.state.paused = state.get("status") == "paused"
-                live.monitor = asyncio.create_task(self._monitor(c, live))
+                self._watch(c, live)
                 continue
             exit_info = state if state is not None else self._read_exit_file(c)
             await self._finish(c, shim if state is not None else None, exit_info)
@@ -187,12 +187,16 @@ class ContainerManager:
             return {"exit_code": 255, "exited_at": rfc3339_now(), "oom_killed": False}
 
     async def shutdown(self) -> None:
-        """Stop watching; containers keep running under their shims (live restore)."""
-        for live in self._live.values():
-            if live.monitor is not None:
-                live.monitor.cancel()
-        tasks = [live.monitor for live in self._live.values() if live.monitor is not None]
-        await asyncio.gather(*tasks, return_exceptions=True)
+        """Stop watching; containers keep running under their shims (live restore). A monitor
+        cancelled halfway through a container's end leaves it to the next daemon's restore."""
+        for task in self._monitors:
+            task.cancel()
+        await asyncio.gather(*self._monitors, return_exceptions=True)
+
+    def _watch(self, c: Container, live: _Live) -> None:
+        task = asyncio.create_task(self._monitor(c, live))
+        self._monitors.add(task)
+        task.add_done_callback(self._monitors.discard)
 
     # --- create -------------------------------------------------------------------------------
 
@@ -399,7 +403,7 @@ class ContainerManager:
         c.has_been_manually_stopped = False
         await self.daemon.blocking(c.save)
         self._event(c, "start")
-        live.monitor = asyncio.create_task(self._monitor(c, live))
+        self._watch(c, live)
 
     def _write_bundle(self, c: Container, exec_dir: str, rootfs: str) -> dict[str, Any]:
         spec = build_spec(
@@ -455,23 +459,22 @@ class ContainerManager:
 
     # --- attach -------------------------------------------------------------------------------
 
-    async def attach(
+    def attach(
         self, c: Container, stdin: bool, stdout: bool, stderr: bool
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """A stream from the container's shim (frames as the shim sends them). Before start,
-        this waits for the start; a stopped container that is not starting ends at once."""
+    ) -> Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+        """The container's output stream (frames as its shim sends them), decided at once, with no
+        await: clients act as soon as they see the attach accepted (`docker run` then starts the
+        container), so the attacher must be registered before that. A running container's shim
+        is asked directly; otherwise the attacher waits for the next start, or for the
+        container's removal, which ends it with NotFound."""
         live = self._live.get(c.id)
         if live is not None and c.state.running:
-            return await live.shim.attach(stdin, stdout, stderr)
+            return live.shim.attach(stdin, stdout, stderr)
         fut: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
             asyncio.get_running_loop().create_future()
         )
         self._pending_attach.setdefault(c.id, []).append(_Attacher(stdin, stdout, stderr, fut))
-        try:
-            return await fut
-        finally:
-            waiting = self._pending_attach.get(c.id, [])
-            self._pending_attach[c.id] = [a for a in waiting if a.connected is not fut]
+        return fut
 
     async def _connect_attachers(self, c: Container, shim: ShimClient) -> None:
         for a in self._pending_attach.pop(c.id, []):
@@ -689,6 +692,7 @@ class ContainerManager:
             if self._names.get(c.name) == c.id:
                 del self._names[c.name]
             self._locks.pop(c.id, None)
+            self._fail_pending_attach(c.id, NotFound(f"No such container: {c.id}"))
             self._recently_removed[c.id] = (time.monotonic(), c.state.exit_code)
             self._event(c, "destroy")
             for fut in self._remove_waiters.pop(c.id, []):

@@ -53,8 +53,13 @@ class ForkServer:
             if not self._pending:
                 continue  # an answer nobody asked for: ignore rather than misassign
             fut = self._pending.popleft()
+            try:
+                answer = json.loads(line)
+            except ValueError:
+                # Not the forkserver's JSON: fail this request rather than the reader (and every later one).
+                answer = {"ok": False, "error": f"shim forkserver: malformed answer {line[:200]!r}"}
             if not fut.done():
-                fut.set_result(json.loads(line))
+                fut.set_result(answer)
         while self._pending:
             fut = self._pending.popleft()
             if not fut.done():
