@@ -65,7 +65,10 @@ def _write_id_map(pid: int, name: str, mappings: list[IDMapping]) -> None:
 
 
 def _spawn(
-    plan: ChildPlan, on_userns: Callable[[int], None], on_hooks: Callable[[int], dict[str, Any]]
+    plan: ChildPlan,
+    on_userns: Callable[[int], None],
+    on_hooks: Callable[[int], dict[str, Any]],
+    seccomp_cache: str,
 ) -> int:
     """Fork the child, serve its requests until it is ready; return the container process's pid."""
     parent_end, child_end = sync.channel()
@@ -84,7 +87,8 @@ def _spawn(
         if plan.spec.linux.seccomp is not None:
             from hull.runtime.seccomp import compile_filter  # only containers that ask pay for libseccomp
 
-            seccomp_fields["seccomp"] = base64.b64encode(compile_filter(plan.spec.linux.seccomp)).decode()
+            program = compile_filter(plan.spec.linux.seccomp, seccomp_cache)
+            seccomp_fields["seccomp"] = base64.b64encode(program).decode()
         while True:
             msg = sync.recv(parent_end)
             kind = msg.get("type")
@@ -188,7 +192,7 @@ def create(
             return st.oci_state(CREATED)
 
         try:
-            st.init_pid = _spawn(plan, on_userns, on_hooks)
+            st.init_pid = _spawn(plan, on_userns, on_hooks, state.seccomp_cache_dir(opts.root))
         finally:
             os.close(exec_fifo)
             if con is not None and console_sock is None:
@@ -332,7 +336,7 @@ def exec_process(
         preserve_fds=preserve_fds,
     )
     try:
-        pid = _spawn(plan, lambda _: None, lambda _: {})
+        pid = _spawn(plan, lambda _: None, lambda _: {}, state.seccomp_cache_dir(opts.root))
     finally:
         if con is not None and console_sock is None:
             con.close()

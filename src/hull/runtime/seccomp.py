@@ -14,6 +14,9 @@ Contract:
   use, not at import) and returns it as the kernel's BPF program; `install` hands such a
   program to seccomp(2) on the calling thread, with no libseccomp at all. The runtime compiles
   in its own process while the container's init is being set up, and the init only installs.
+  Given a cache directory, `compile_filter` keeps each distinct program there: building and
+  exporting Docker's default profile takes libseccomp ~10 ms, every container of a daemon
+  asks for the same one, and reading it back takes ~0.1 ms.
   Names a kernel or library does not know are skipped, as runc does, so one profile serves
   several kernels; so are architectures this libseccomp does not know (their calls then meet
   the bad-arch action, which kills). Neither sets no_new_privs: the runtime does that when
@@ -31,15 +34,19 @@ profile must then allow the identity calls that follow (Docker's default profile
 import ctypes
 import errno
 import functools
+import hashlib
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from hull.errors import HullError, InvalidArgument
+from hull.fsutil import atomic_write
 from hull.runtime import fields as F
 from hull.runtime import syscalls
 
 LIBSECCOMP_SONAME = "libseccomp.so.2"
+BPF_SUFFIX = ".bpf"
+BPF_INSTRUCTION_SIZE = 8  # struct sock_filter
 LIBSECCOMP_PACKAGE = "libseccomp2"
 
 # The spec's action names -> libseccomp's action values (seccomp.h, the kernel's SECCOMP_RET_*).
@@ -221,6 +228,10 @@ class _ArgCmp(ctypes.Structure):
     ]
 
 
+class _Version(ctypes.Structure):
+    _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
+
+
 @functools.cache
 def _library() -> ctypes.CDLL:
     """libseccomp with the prototypes used here; loaded on first use so that importing is cheap."""
@@ -241,6 +252,7 @@ def _library() -> ctypes.CDLL:
     lib.seccomp_rule_add_array.argtypes = [ctx, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, ctypes.POINTER(_ArgCmp)]
     lib.seccomp_rule_add_array.restype = ctypes.c_int
     lib.seccomp_export_bpf.argtypes, lib.seccomp_export_bpf.restype = [ctx, ctypes.c_int], ctypes.c_int
+    lib.seccomp_version.argtypes, lib.seccomp_version.restype = [], ctypes.POINTER(_Version)
     return lib
 
 
@@ -341,9 +353,32 @@ class SeccompFilter:
             self._ctx = None
 
 
-def compile_filter(cfg: LinuxSeccomp) -> bytes:
-    """The BPF program of the filter `cfg` describes, for `install`."""
-    return SeccompFilter(cfg).export()
+def _cache_key(cfg: LinuxSeccomp) -> str:
+    """What the compiled program depends on: the filter, libseccomp's version and the kernel
+    (libseccomp probes which actions and flags it supports)."""
+    v = _library().seccomp_version().contents
+    uname = os.uname()
+    text = repr((cfg, (v.major, v.minor, v.micro), uname.release, uname.version, uname.machine))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def compile_filter(cfg: LinuxSeccomp, cache_dir: str | None = None) -> bytes:
+    """The BPF program of the filter `cfg` describes, for `install`; kept in `cache_dir` if given."""
+    if cache_dir is None:
+        return SeccompFilter(cfg).export()
+    path = os.path.join(cache_dir, _cache_key(cfg) + BPF_SUFFIX)
+    try:
+        with open(path, "rb") as f:
+            program = f.read()
+        if program and len(program) % BPF_INSTRUCTION_SIZE == 0:
+            return program
+    except FileNotFoundError:
+        pass
+    program = SeccompFilter(cfg).export()
+    os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+    # Atomic, not durable: an entry a crash lost is compiled again.
+    atomic_write(path, program, mode=0o600, fsync=False)
+    return program
 
 
 def install(program: bytes, cfg: LinuxSeccomp) -> None:

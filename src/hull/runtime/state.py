@@ -19,6 +19,9 @@ from hull.fsutil import atomic_write
 DEFAULT_ROOT = "/run/hull-runtime"
 STATE_FILE = "state.json"
 EXEC_FIFO = "exec.fifo"
+# Compiled seccomp programs (seccomp.compile_filter), shared by the containers of one root.
+# Not a container: it has no state.json, so list_ids passes it by.
+SECCOMP_CACHE_DIR = ".seccomp-bpf"
 _ID_RE = re.compile(r"^[\w+\-.]+$")
 
 # Status words of the OCI runtime spec.
@@ -75,6 +78,10 @@ def check_id(container_id: str) -> None:
         raise InvalidArgument("container id cannot be empty")
     if not _ID_RE.match(container_id) or container_id in (".", ".."):
         raise InvalidArgument(f"invalid container id format: {container_id}")
+
+
+def seccomp_cache_dir(root: str) -> str:
+    return os.path.join(root, SECCOMP_CACHE_DIR)
 
 
 def container_dir(root: str, container_id: str) -> str:

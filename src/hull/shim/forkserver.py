@@ -20,9 +20,11 @@ import sys
 from collections import deque
 from dataclasses import dataclass, field
 
-# Imported for the shims it forks, which import these lazily (BuiltinRuntime, the OOM reader, the exit time).
+# Imported for the shims it forks, which import these lazily (BuiltinRuntime, the spec's
+# seccomp section, the OOM reader, the exit time): an import after the fork is paid per container.
 import hull.runtime.cgroups
 import hull.runtime.container
+import hull.runtime.seccomp
 import hull.runtime.state  # noqa: F401
 from hull.errors import HullError
 from hull.runtime.cgroups.hierarchy import mounted_hierarchies, own_cgroups
