@@ -95,3 +95,12 @@ def test_chunked_round_trip(pieces: list[bytes]) -> None:
     encoded = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
     resp, _ = _exchange(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + encoded)
     assert resp.read() == b"".join(pieces)
+
+
+@given(st.text(), st.sampled_from(["", "/:@"]))
+def test_percent_encoding_matches_the_standard_library(text: str, safe: str) -> None:
+    from urllib.parse import quote
+
+    from hull.cli.client import percent_encode
+
+    assert percent_encode(text, safe) == quote(text, safe=safe)

@@ -6,7 +6,12 @@ verbs live in hull.cli.commands.* and are imported when invoked.
 
 from __future__ import annotations
 
+import os
 import sys
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 PROG = "hull"
 VERSION = "0.1.0"
@@ -168,13 +173,25 @@ def main(argv: list[str] | None = None) -> int:
 def run_verb(verb: Verb, title: str, args: list[str], opts: dict[str, str | bool]) -> int:
     import argparse
     import importlib
-    from typing import NoReturn  # here, not at the top: `hull` imports only what its verb needs
 
     from hull.cli.client import APIError, CLIError, resolve_host
     from hull.cli.context import Context
 
+    class Formatter(argparse.HelpFormatter):
+        """argparse's formatter without its shutil import: every add_argument makes one."""
+
+        def __init__(self, prog: str) -> None:
+            try:
+                width = os.get_terminal_size().columns - 2
+            except OSError:
+                width = 78
+            super().__init__(prog, width=width)
+
     class FlagParser(argparse.ArgumentParser):
         """docker's answer to a bad flag: the problem, where to look, and status 125 (any verb)."""
+
+        def __init__(self, prog: str, description: str | None) -> None:
+            super().__init__(prog=prog, description=description, add_help=False, formatter_class=Formatter)
 
         def error(self, message: str) -> NoReturn:
             flag = message.removeprefix("unrecognized arguments: ")
@@ -183,7 +200,7 @@ def run_verb(verb: Verb, title: str, args: list[str], opts: dict[str, str | bool
             raise SystemExit(125)
 
     module = importlib.import_module(f"hull.cli.commands.{verb.module}")
-    parser = FlagParser(prog=f"{PROG} {title}", description=verb.help, add_help=False)
+    parser = FlagParser(f"{PROG} {title}", verb.help)
     parser.add_argument("--help", action="help", help="print usage")
     getattr(module, f"args_{verb.name}")(parser)
     try:

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import sys
-import threading
 
 from hull import humanize
 from hull.cli import format as fmt
@@ -19,6 +18,7 @@ from hull.cli.streams import copy_stream, is_multiplexed
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (7 ms of every start)
 if TYPE_CHECKING:
+    import threading
     from typing import Any
 
 
@@ -114,6 +114,8 @@ class Attachment:
         self.conn, self.stdin, self.tty, self.api_version = conn, stdin, tty, api_version
 
     def pump_stdin(self) -> threading.Thread:
+        import threading  # only -i needs a thread
+
         def copy() -> None:
             try:
                 fd = sys.stdin.fileno()

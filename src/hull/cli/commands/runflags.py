@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 
 from hull.cli import units
 from hull.cli.client import CLIError
@@ -342,4 +341,6 @@ def create_params(a: argparse.Namespace) -> dict[str, str]:
 
 
 def describe(argv: list[str]) -> str:
+    import shlex  # only here: not every command pays for it
+
     return " ".join(shlex.quote(x) for x in argv)
