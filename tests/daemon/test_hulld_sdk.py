@@ -77,6 +77,8 @@ def test_inspect_fields(sdk: docker.DockerClient, hulld: HullDaemon) -> None:
         assert a["Config"]["Image"] == "busybox"
         assert a["Image"].startswith("sha256:")
         assert a["GraphDriver"]["Name"] == "overlay2"
+        lowers = a["GraphDriver"]["Data"]["LowerDir"].split(":")
+        assert len(lowers) == 2 and lowers[0].endswith("-init/diff")  # the init layer, then busybox's one layer
         merged = a["GraphDriver"]["Data"]["MergedDir"]
         assert merged in mounts_under(hulld.data_root)
         assert a["HostConfig"]["NetworkMode"] == "default"

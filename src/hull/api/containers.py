@@ -168,11 +168,8 @@ async def list_containers(request: web.Request) -> web.StreamResponse:
 def inspect_json(request: web.Request, c: Container) -> dict[str, Any]:
     daemon = routing.daemon(request)
     mount = daemon.images.layers.get_rw(c.id)
+    # The read-write layer's lowers are the init layer, then the image's: Docker's LowerDir.
     graph = daemon.images.driver.metadata(mount.mount_id)
-    init = daemon.images.driver.metadata(mount.init_id)
-    if "LowerDir" in graph and "UpperDir" in init:
-        graph["LowerDir"] = init["UpperDir"] + ":" + init.get("LowerDir", "")
-        graph["LowerDir"] = graph["LowerDir"].rstrip(":")
     return {
         "Id": c.id,
         "Created": c.created,
