@@ -21,7 +21,7 @@ import zstandard
 from hull.errors import Conflict, HullError, InvalidArgument, NotFound
 from hull.images import ids
 from hull.images.changes import apply_changes, parse_changes
-from hull.images.commit import EMPTY_LAYER_DIFF_ID, _register_spooled, host_platform
+from hull.images.commit import EMPTY_LAYER_DIFF_ID, _register_spooled
 from hull.images.filters import familiar_match, parse_timestamp
 from hull.images.operations import (
     commit,
@@ -35,6 +35,7 @@ from hull.images.operations import (
     remove,
     tag,
 )
+from hull.images.platform import host_platform
 from hull.images.reference import parse
 from hull.images.service import ImageService
 from hull.layout import DataRoot

@@ -33,7 +33,6 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Any, BinaryIO, TypeVar
 
 from hull.errors import HullError, InvalidArgument, NotFound
@@ -42,6 +41,7 @@ from hull.images import ids
 from hull.images.changes import apply_changes, parse_changes
 from hull.images.imagedb import rfc3339_nano
 from hull.images.layerdb import LayerRecord, MountRecord
+from hull.images.platform import SUPPORTED_OS, host_platform, parse_platform
 from hull.images.reference import Reference, parse_new_tag
 from hull.images.service import ImageService
 from hull.storage import archive
@@ -53,55 +53,7 @@ EMPTY_LAYER_DIFF_ID = ids.diff_id(b"\0" * 1024)
 
 T = TypeVar("T")
 
-# Go's names for the machine's architecture (runtime.GOARCH) and variant, by uname's machine.
-_GO_ARCH = {
-    "x86_64": ("amd64", ""),
-    "amd64": ("amd64", ""),
-    "aarch64": ("arm64", "v8"),
-    "arm64": ("arm64", "v8"),
-    "armv7l": ("arm", "v7"),
-    "armv6l": ("arm", "v6"),
-    "i386": ("386", ""),
-    "i686": ("386", ""),
-    "ppc64le": ("ppc64le", ""),
-    "s390x": ("s390x", ""),
-    "riscv64": ("riscv64", ""),
-}
-SUPPORTED_OS = "linux"
-# GOOS values: a platform of one word is an operating system if it is one of these, else an architecture.
-_GO_OS = frozenset({"aix", "android", "darwin", "dragonfly", "freebsd", "illumos", "ios", "js", "linux", "netbsd",
-                    "openbsd", "plan9", "solaris", "wasip1", "windows"})  # fmt: skip
 
-
-@dataclass(frozen=True)
-class Platform:
-    os: str
-    architecture: str
-    variant: str = ""
-
-
-def host_platform() -> Platform:
-    """This machine's platform in Go's names (Docker's default for import)."""
-    machine = os.uname().machine
-    arch, variant = _GO_ARCH.get(machine, (machine, ""))
-    return Platform(SUPPORTED_OS, arch, variant)
-
-
-def parse_platform(text: str) -> Platform:
-    """`os[/arch[/variant]]` (or an architecture alone), checked to be one hull can run."""
-    parts = text.lower().split("/")
-    if not text or len(parts) > 3 or not all(parts):
-        raise InvalidArgument(f"invalid platform {text!r}: expected os[/arch[/variant]]")
-    host = host_platform()
-    if len(parts) == 1 and parts[0] not in _GO_OS:
-        parts = [SUPPORTED_OS, parts[0]]
-    system = parts[0]
-    if system != SUPPORTED_OS:
-        raise InvalidArgument(f'image operating system "{system}" cannot be used on this platform')
-    if len(parts) == 1:
-        return host
-    arch, variant = _GO_ARCH.get(parts[1], (parts[1], ""))
-    return Platform(system, arch, parts[2] if len(parts) == 3 else (variant if arch == host.architecture else ""))
 
 
 # --- streaming a layer from its producer into register -------------------------------------------------

@@ -55,7 +55,6 @@ Contract of `save(service, names, out)`:
 import hashlib
 import json
 import os
-import platform
 import queue
 import re
 import stat
@@ -71,6 +70,7 @@ from typing import Any, BinaryIO, Literal, cast
 from hull.errors import HullError, InvalidArgument, NotFound
 from hull.images import ids, reference
 from hull.images.imagedb import ImageConfig, parse_config
+from hull.images.platform import SUPPORTED_OS, host_platform
 from hull.images.reference import Reference
 from hull.images.service import ImageService
 from hull.storage.archive import TarHeader, encode_header
@@ -111,10 +111,6 @@ MAX_INDEX_DEPTH = 8
 
 _CONTENT_ADDRESSED = re.compile(r"blobs/sha256/([0-9a-f]{64})")
 _TAG_ONLY = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
-# Go's GOARCH names for Python's platform.machine().
-_GOARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "i686": "386", "i386": "386",
-           "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}  # fmt: skip
-_HOST_OS = "linux"
 
 
 def blob_path(digest: str) -> str:
@@ -466,8 +462,8 @@ def _parse_config(raw: bytes, what: str) -> tuple[ImageConfig, tuple[Any, ...]]:
         config = parse_config(raw)
     except InvalidArgument as e:
         raise InvalidArchive(f"{what}: {e.message}") from None
-    if config.os not in ("", _HOST_OS):
-        raise InvalidArchive(f"cannot load {config.os} image on {_HOST_OS}")
+    if config.os not in ("", SUPPORTED_OS):
+        raise InvalidArchive(f"cannot load {config.os} image on {SUPPORTED_OS}")
     history = json.loads(raw).get("history")
     return config, tuple(history) if isinstance(history, list) else ()
 
@@ -599,18 +595,12 @@ def _read_blob(archive: _Archive, desc: _Descriptor, what: str) -> bytes:
     return _read_verified(archive, member, what)
 
 
-def host_platform() -> tuple[str, str]:
-    """(os, architecture) in Go's names: what an image index is resolved for."""
-    machine = platform.machine()
-    return _HOST_OS, _GOARCH.get(machine, machine)
-
-
 def _pick_platform(descs: list[_Descriptor], where: str) -> _Descriptor:
-    host_os, host_arch = host_platform()
+    host = host_platform()
     for d in descs:
-        if d.os == host_os and d.architecture == host_arch:
+        if d.os == host.os and d.architecture == host.architecture:
             return d
-    raise InvalidArchive(f"{where} has no image for {host_os}/{host_arch}")
+    raise InvalidArchive(f"{where} has no image for {host.os}/{host.architecture}")
 
 
 def _names(desc: _Descriptor, what: str, notes: list[str]) -> list[Reference]:
