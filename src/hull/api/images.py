@@ -16,10 +16,8 @@ Bodies never sit whole in memory (bodies.py bridges them to the worker threads):
   first chunk is sent, a failure is an ordinary HTTP error ("No such image: x" is a 404);
   after it, the error is appended to the body as a JSON error message, as dockerd does.
 
-Not yet served: pulling (`POST /images/create?fromImage=`) answers before any stream starts with
-a 500 and a message saying so, the shape dockerd gives when the registry cannot be reached;
-importing from a URL (`fromSrc=<url>`) and search (`GET /images/search`) are 400s that say they
-are not supported yet.
+Pull (`POST /images/create?fromImage=`) is hull.distribution's; importing from a URL
+(`fromSrc=<url>`) and search (`GET /images/search`) are 400s that say they are not supported yet.
 """
 
 import os
@@ -33,14 +31,15 @@ from aiohttp import web
 from hull.api import params, routing, streams
 from hull.api.bodies import CHUNK_SIZE, RequestBody, ResponseWriter
 from hull.api.version import at_least
+from hull.distribution.pull import Puller, PullRequest, parse_auth_header
 from hull.errors import HullError, InvalidArgument
 from hull.images import delete, inspect, reference, tarexport
 from hull.images.commit import import_image
 from hull.images.delete import DeleteItem
+from hull.images.platform import host_platform, parse_platform
 from hull.images.service import ImageService
 
 TAR = "application/x-tar"
-PULL_NOT_SUPPORTED = "hull cannot pull images yet: pulling {ref} from a registry is not supported (use docker load)"
 IMPORT_URL_NOT_SUPPORTED = "hull cannot fetch import URLs yet: send the archive in the request body (fromSrc=-)"
 SEARCH_NOT_SUPPORTED = "search needs a registry: not supported yet"
 
@@ -212,7 +211,7 @@ async def _spool_body(request: web.Request, service: ImageService) -> IO[bytes]:
 
 
 async def create(request: web.Request) -> web.StreamResponse:
-    """`POST /images/create`: pull (fromImage, not supported yet) or import (fromSrc)."""
+    """`POST /images/create`: pull (fromImage) or import (fromSrc)."""
     from_image = params.query_str(request, "fromImage")
     if from_image:
         return await _pull(request, from_image)
@@ -220,12 +219,36 @@ async def create(request: web.Request) -> web.StreamResponse:
 
 
 async def _pull(request: web.Request, from_image: str) -> web.StreamResponse:
+    """The pull's progress as JSON lines. Like dockerd, nothing is sent before the registry has
+    answered for the manifest: an unknown image or an unreachable registry is a plain HTTP
+    error (the CLI prints it); later failures go into the stream."""
+    daemon = routing.daemon(request)
     ref = reference.parse(from_image)
     tag_or_digest = params.query_str(request, "tag")
     if tag_or_digest and ref.digest is None:
         ref = ref.with_digest(tag_or_digest) if ":" in tag_or_digest else ref.with_tag(tag_or_digest)
-    # dockerd answers a pull whose registry cannot be reached before its stream starts: a 500, {"message": ...}.
-    raise HullError(PULL_NOT_SUPPORTED.format(ref=ref.familiar()))
+    ref = ref.with_default_tag()
+    wanted = params.query_str(request, "platform")
+    target = parse_platform(wanted) if wanted else host_platform()
+    credentials = parse_auth_header(request.headers.get("X-Registry-Auth", ""))
+    response = web.StreamResponse(headers={"Content-Type": streams.JSON_STREAM})
+
+    async def progress(message: dict[str, Any]) -> None:
+        if not response.prepared:
+            await response.prepare(request)
+        await streams.write_json_line(response, message)
+
+    puller = Puller(daemon.images, daemon.locked, daemon.blocking, daemon.downloads, progress)
+    try:
+        image_id = await puller.pull(PullRequest(ref, target, credentials))
+    except HullError as e:
+        if not response.prepared:
+            raise
+        await streams.write_json_line(response, _error_line(e.message))
+    else:
+        daemon.events.publish("image", "pull", ref.familiar(), {"name": ref.familiar(), "id": image_id})
+    await response.write_eof()
+    return response
 
 
 async def _import(request: web.Request) -> web.StreamResponse:
