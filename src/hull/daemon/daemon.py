@@ -19,6 +19,7 @@ from typing import TypeVar
 from hull.containers.manager import ContainerManager
 from hull.daemon.config import DaemonConfig
 from hull.daemon.events import EventBus
+from hull.distribution.pull import Downloads
 from hull.images.service import ImageService
 from hull.layout import DataRoot
 from hull.runtime.cgroups.hierarchy import mounted_hierarchies, own_cgroups
@@ -38,6 +39,7 @@ class Daemon:
         self.root: DataRoot = self.images.root
         self.events = EventBus()
         self.store_lock = asyncio.Lock()
+        self.downloads = Downloads()  # blobs being pulled, shared by concurrent pulls
         self.forkserver: ForkServer | None = None
         self.containers = ContainerManager(self)
 
