@@ -19,7 +19,7 @@ STAMP := $(VENV)/.setup-done
 
 # Debian packages the project uses at run or test time. python3 and ca-certificates are for a
 # bare Debian (pip needs both); the hull machines have python3 from pyenv on PATH as well.
-APT_PACKAGES := busybox-static runc libseccomp2 iproute2 procps util-linux python3 python3-venv docker.io skopeo \
+APT_PACKAGES := busybox-static runc libseccomp2 iproute2 procps util-linux python3 python3-venv docker.io skopeo tini lxcfs \
 	ca-certificates make hyperfine
 
 PYTEST_ARGS ?= -q

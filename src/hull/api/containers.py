@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from hull import multiplex
+from hull import detachkeys, multiplex
 from hull.api import bodies, params, routing, streams
 from hull.containers.jsonlog import LogOptions, read_logs
 from hull.containers.manager import ContainerManager, parse_signal
@@ -259,8 +259,9 @@ async def wait(request: web.Request) -> web.StreamResponse:
     exit_code = manager.wait(c, condition)
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     await response.prepare(request)
-    await response.write(json.dumps({"StatusCode": await exit_code, "Error": None}).encode() + b"\n")
-    await response.write_eof()
+    with contextlib.suppress(ConnectionResetError):  # the client went away (a detached `run -it`)
+        await response.write(json.dumps({"StatusCode": await exit_code, "Error": None}).encode() + b"\n")
+        await response.write_eof()
     return response
 
 
@@ -314,11 +315,21 @@ def _label_ok(labels: dict[str, str], want: str, present: bool) -> bool:
     return has if present else not has
 
 
+def _window_dimension(request: web.Request, name: str) -> int:
+    value = params.query_int(request, name)
+    if value is None or not 0 <= value <= 65535:
+        raise InvalidArgument(
+            f"invalid value for {name}: {params.query_str(request, name)!r}: an integer from 0 to 65535"
+        )
+    return value
+
+
 async def resize(request: web.Request) -> web.StreamResponse:
     c = _container(request)
-    h = params.query_int(request, "h", 0) or 0
-    w = params.query_int(request, "w", 0) or 0
-    await _manager(request).resize(c, h, w)
+    h, w = _window_dimension(request, "h"), _window_dimension(request, "w")
+    if c.config.get("Tty") or not c.state.running:
+        await _manager(request).resize(c, h, w)  # 409 when not running
+    # else: Docker answers 200 for a container without a terminal and changes nothing
     return web.Response(status=200)
 
 
@@ -359,10 +370,24 @@ async def logs(request: web.Request) -> web.StreamResponse:
     return response
 
 
+def _detach_keys(request: web.Request) -> bytes:
+    spec = params.query_str(request, "detachKeys")
+    try:
+        return detachkeys.parse(spec or detachkeys.DEFAULT)
+    except ValueError:
+        raise InvalidArgument(f"Invalid detach keys ({spec}) provided") from None
+
+
 async def attach(request: web.Request) -> web.StreamResponse:
     c = _container(request)
     if not params.query_bool(request, "stream"):
         raise InvalidArgument("hull supports attach with stream=1 only")
+    keys = _detach_keys(request)
+    ref = request.match_info["id"]
+    if c.state.paused:
+        raise Conflict(f"container {ref} is paused, unpause the container before attach")
+    if c.state.restarting:
+        raise Conflict(f"container {ref} is restarting, wait until the container is running")
     want_stdin = params.query_bool(request, "stdin") and bool(c.config.get("OpenStdin"))
     tty = bool(c.config.get("Tty"))
     # Registered before the client sees the attach accepted: it may start the container at once.
@@ -375,12 +400,22 @@ async def attach(request: web.Request) -> web.StreamResponse:
     except HullError:
         client.close()
         return client.response
-    stdin_task = asyncio.create_task(_copy_stdin(client, writer)) if want_stdin else None
+    output = asyncio.create_task(_copy_output(reader, client, tty))
+    # Docker scans for the detach keys only with a TTY, and there the end of stdin ends the
+    # attach (without one, output goes on after stdin's EOF).
+    stdin = (
+        asyncio.create_task(detachkeys.copy_stdin(client.stdin, writer, keys if tty else b"")) if want_stdin else None
+    )
     try:
-        await _copy_output(reader, client, tty)
+        if stdin is not None:
+            await asyncio.wait((output, stdin), return_when=asyncio.FIRST_COMPLETED)
+            if stdin.done() and (tty or stdin.result()):
+                return client.response
+        await output
     finally:
-        if stdin_task is not None:
-            stdin_task.cancel()
+        for task in (output, stdin):
+            if task is not None:
+                task.cancel()
         writer.close()
         client.close()
     return client.response
@@ -396,14 +431,6 @@ async def _copy_output(reader: asyncio.StreamReader, client: streams.Hijacked, t
         size = int.from_bytes(header[4:], "big")
         payload = await reader.readexactly(size)
         await client.write(payload if tty else header + payload)
-
-
-async def _copy_stdin(client: streams.Hijacked, writer: asyncio.StreamWriter) -> None:
-    while data := await client.stdin.read(65536):
-        writer.write(data)
-        await writer.drain()
-    if writer.can_write_eof():
-        writer.write_eof()
 
 
 async def export(request: web.Request) -> web.StreamResponse:

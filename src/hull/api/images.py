@@ -23,7 +23,7 @@ Pull (`POST /images/create?fromImage=`) is hull.distribution's; importing from a
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import IO, Any, cast
 
 from aiohttp import web
@@ -32,7 +32,8 @@ from hull.api import params, routing, streams
 from hull.api.bodies import CHUNK_SIZE, RequestBody, ResponseWriter
 from hull.api.version import at_least
 from hull.distribution.pull import Puller, PullRequest, parse_auth_header
-from hull.errors import HullError, InvalidArgument
+from hull.distribution.push import Pusher
+from hull.errors import HullError, InvalidArgument, NotFound
 from hull.images import delete, inspect, reference, tarexport
 from hull.images.commit import import_image
 from hull.images.delete import DeleteItem
@@ -57,6 +58,7 @@ def add_routes(router: web.UrlDispatcher) -> None:
     add(router, "GET", "/images/{name:.+}/history", history)
     add(router, "GET", "/images/{name:.+}/get", save_one)
     add(router, "POST", "/images/{name:.+}/tag", tag)
+    add(router, "POST", "/images/{name:.+}/push", push)
     add(router, "DELETE", "/images/{name:.+}", remove)
 
 
@@ -218,37 +220,78 @@ async def create(request: web.Request) -> web.StreamResponse:
     return await _import(request)
 
 
+class _Progress:
+    """JSON-line progress whose 200 goes out with the first message, as dockerd's pull and push
+    answer: an unknown image or an unreachable registry is then still a plain HTTP error (the
+    CLI prints it); failures after the first message go into the stream."""
+
+    def __init__(self, request: web.Request) -> None:
+        self.request = request
+        self.response = web.StreamResponse(headers={"Content-Type": streams.JSON_STREAM})
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if not self.response.prepared:
+            await self.response.prepare(self.request)
+        await streams.write_json_line(self.response, message)
+
+    async def run(self, work: Awaitable[object]) -> web.StreamResponse:
+        try:
+            await work
+        except HullError as e:
+            if not self.response.prepared:
+                raise
+            await streams.write_json_line(self.response, _error_line(e.message))
+        if not self.response.prepared:
+            await self.response.prepare(self.request)
+        await self.response.write_eof()
+        return self.response
+
+
+def _distribution_request(request: web.Request, ref: reference.Reference) -> PullRequest:
+    wanted = params.query_str(request, "platform")
+    return PullRequest(
+        ref,
+        parse_platform(wanted) if wanted else host_platform(),
+        parse_auth_header(request.headers.get("X-Registry-Auth", "")),
+    )
+
+
 async def _pull(request: web.Request, from_image: str) -> web.StreamResponse:
-    """The pull's progress as JSON lines. Like dockerd, nothing is sent before the registry has
-    answered for the manifest: an unknown image or an unreachable registry is a plain HTTP
-    error (the CLI prints it); later failures go into the stream."""
     daemon = routing.daemon(request)
     ref = reference.parse(from_image)
     tag_or_digest = params.query_str(request, "tag")
     if tag_or_digest and ref.digest is None:
         ref = ref.with_digest(tag_or_digest) if ":" in tag_or_digest else ref.with_tag(tag_or_digest)
     ref = ref.with_default_tag()
-    wanted = params.query_str(request, "platform")
-    target = parse_platform(wanted) if wanted else host_platform()
-    credentials = parse_auth_header(request.headers.get("X-Registry-Auth", ""))
-    response = web.StreamResponse(headers={"Content-Type": streams.JSON_STREAM})
+    progress = _Progress(request)
 
-    async def progress(message: dict[str, Any]) -> None:
-        if not response.prepared:
-            await response.prepare(request)
-        await streams.write_json_line(response, message)
-
-    puller = Puller(daemon.images, daemon.locked, daemon.blocking, daemon.downloads, progress)
-    try:
-        image_id = await puller.pull(PullRequest(ref, target, credentials))
-    except HullError as e:
-        if not response.prepared:
-            raise
-        await streams.write_json_line(response, _error_line(e.message))
-    else:
+    async def pull() -> None:
+        puller = Puller(daemon.images, daemon.locked, daemon.blocking, daemon.downloads, progress.send)
+        image_id = await puller.pull(_distribution_request(request, ref))
         daemon.events.publish("image", "pull", ref.familiar(), {"name": ref.familiar(), "id": image_id})
-    await response.write_eof()
-    return response
+
+    return await progress.run(pull())
+
+
+async def push(request: web.Request) -> web.StreamResponse:
+    """`POST /images/{name}/push?tag=`: one tag of a repository to its registry."""
+    daemon = routing.daemon(request)
+    ref = reference.parse(request.match_info["name"])
+    tag = params.query_str(request, "tag")
+    if tag:
+        ref = ref.with_tag(tag)
+    ref = ref.with_default_tag()
+    try:
+        daemon.images.refs.get(ref)
+    except NotFound:
+        raise NotFound(f"An image does not exist locally with the tag: {ref.familiar_name}") from None
+    progress = _Progress(request)
+
+    async def run() -> None:
+        await Pusher(daemon.images, daemon.blocking, progress.send).push(_distribution_request(request, ref))
+        daemon.events.publish("image", "push", ref.familiar(), {"name": ref.familiar()})
+
+    return await progress.run(run())
 
 
 async def _import(request: web.Request) -> web.StreamResponse:

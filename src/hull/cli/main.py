@@ -35,6 +35,7 @@ VERBS: dict[str, Verb] = {
     "run": Verb(_C, "run", "Create and run a new container from an image"),
     "create": Verb(_C, "create", "Create a new container"),
     "start": Verb(_C, "start", "Start one or more stopped containers"),
+    "attach": Verb(_C, "attach", "Attach local standard input, output, and error streams to a running container"),
     "stop": Verb(_C, "stop", "Stop one or more running containers"),
     "kill": Verb(_C, "kill", "Kill one or more running containers"),
     "restart": Verb(_C, "restart", "Restart one or more containers"),
@@ -46,6 +47,7 @@ VERBS: dict[str, Verb] = {
     "commit": Verb(_C, "commit", "Create a new image from a container's changes"),
     "export": Verb(_C, "export", "Export a container's filesystem as a tar archive"),
     "diff": Verb(_C, "diff", "Inspect changes to files or directories on a container's filesystem"),
+    "cp": Verb("cp", "cp", "Copy files/folders between a container and the local filesystem"),
     "inspect": Verb(_S, "inspect", "Return low-level information on Docker objects"),
     "images": Verb(_I, "images", "List images"),
     "rmi": Verb(_I, "rmi", "Remove one or more images"),
@@ -62,8 +64,8 @@ VERBS: dict[str, Verb] = {
 
 GROUPS: dict[str, dict[str, Verb]] = {
     "container": {
-        **{v: VERBS[v] for v in ("run", "create", "start", "stop", "kill", "restart", "rm", "logs", "wait", "exec",
-                                  "commit", "export", "diff")},
+        **{v: VERBS[v] for v in ("run", "create", "start", "attach", "stop", "kill", "restart", "rm", "logs", "wait",
+                                  "exec", "commit", "export", "diff", "cp")},
         "ls": VERBS["ps"], "ps": VERBS["ps"], "list": VERBS["ps"],
         "inspect": Verb(_C, "container_inspect", "Display detailed information on one or more containers"),
         "prune": Verb(_C, "container_prune", "Remove all stopped containers"),

@@ -24,9 +24,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from hull.containers import files, names
+from hull.containers.cgroup import update_resources
+from hull.containers.execs import ExecManager
+from hull.containers.health import HealthMonitors
 from hull.containers.jsonlog import parse_log_opts
 from hull.containers.ocispec import SpecInputs, build_spec, check_request, resolve_command
 from hull.containers.record import Container, State
+from hull.containers.restart import RestartManager, RestartPolicy, run_seconds
+from hull.containers.update import plan as update_plan
 from hull.errors import Conflict, HullError, InvalidArgument, NotFound, NotModified
 from hull.fsutil import atomic_write
 from hull.images import containerconfig as cc
@@ -97,8 +102,13 @@ class ContainerManager:
         self._recently_removed: dict[str, tuple[float, int]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._monitors: set[asyncio.Task[None]] = set()
+        # Restart policy state per container (reset by a user's start) and the pending restarts.
+        self._restarts: dict[str, RestartManager] = {}
+        self._restart_waits: dict[str, asyncio.Task[None]] = {}
         self.exec_root = os.path.join(daemon.config.exec_root, "containers")
         self.runtime_root = os.path.join(daemon.config.exec_root, "runtime")
+        self.execs = ExecManager(daemon)
+        self.health = HealthMonitors(self)
 
     # --- lookup -----------------------------------------------------------------------------
 
@@ -160,6 +170,10 @@ class ContainerManager:
         """Find running containers through their shims; record those that died while we were away."""
         await self.daemon.blocking(self.load)
         for c in list(self._by_id.values()):
+            if c.state.restarting:
+                # Its pending restart died with the last daemon: it is stopped; the pass below decides.
+                c.state.running = c.state.restarting = False
+                await self.daemon.blocking(c.save)
             if not c.state.running:
                 continue
             shim = ShimClient(self._exec_dir(c.id))
@@ -174,9 +188,26 @@ class ContainerManager:
                 self._live[c.id] = live
                 c.state.paused = state.get("status") == "paused"
                 self._watch(c, live)
+                self.health.start(c)
                 continue
             exit_info = state if state is not None else self._read_exit_file(c)
             await self._finish(c, shim if state is not None else None, exit_info)
+        await self._start_by_policy()
+
+    async def _start_by_policy(self) -> None:
+        """At daemon start, as dockerd: start the stopped containers their restart policy would
+        restart (`always` even after a user's stop; `unless-stopped` unless the user stopped it)."""
+        for c in list(self._by_id.values()):
+            if c.state.running or not c.has_been_started_before:
+                continue
+            fresh = RestartManager(RestartPolicy.from_host_config(c.host_config), c.restart_count)
+            ran_for = run_seconds(c.state.started_at, c.state.finished_at)
+            if fresh.should_restart(c.state.exit_code, c.has_been_manually_stopped, ran_for) is None:
+                continue
+            try:
+                await self.start(c)
+            except HullError as e:
+                log.warning("container %s: restart policy start failed: %s", c.id, e.message)
 
     def _read_exit_file(self, c: Container) -> dict[str, Any]:
         try:
@@ -189,9 +220,12 @@ class ContainerManager:
     async def shutdown(self) -> None:
         """Stop watching; containers keep running under their shims (live restore). A monitor
         cancelled halfway through a container's end leaves it to the next daemon's restore."""
-        for task in self._monitors:
+        await self.health.shutdown()
+        await self.execs.shutdown()
+        waits = list(self._restart_waits.values())
+        for task in [*self._monitors, *waits]:
             task.cancel()
-        await asyncio.gather(*self._monitors, return_exceptions=True)
+        await asyncio.gather(*self._monitors, *waits, return_exceptions=True)
 
     def _watch(self, c: Container, live: _Live) -> None:
         task = asyncio.create_task(self._monitor(c, live))
@@ -292,10 +326,7 @@ class ContainerManager:
         for key in ("Binds", "PortBindings", "Mounts", "VolumesFrom", "Links"):
             if hc.get(key):
                 raise InvalidArgument(f"{key} is not supported by hull yet (volumes and networks come later)")
-        policy = (hc.get("RestartPolicy") or {}).get("Name") or "no"
-        if policy not in ("", "no", "always", "unless-stopped", "on-failure"):
-            raise InvalidArgument(f"invalid restart policy {policy!r}")
-        if hc.get("AutoRemove") and policy not in ("", "no"):
+        if hc.get("AutoRemove") and not RestartPolicy.from_host_config(hc).is_none:
             raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
         log_config = hc.get("LogConfig") or {}
         if log_config.get("Type") not in (None, "", "json-file"):
@@ -343,6 +374,7 @@ class ContainerManager:
                     raise NotModified("container already started")
                 if c.state.removal_in_progress or c.id not in self._by_id:
                     raise Conflict(f"container {c.id} is marked for removal and cannot be started")
+                self._restarts.pop(c.id, None)  # a user's start: a fresh policy, back-off and count
                 await self._start_locked(c)
         except HullError as e:
             # As Docker: a --rm container that could not start is removed (its `wait removed` ends).
@@ -373,7 +405,9 @@ class ContainerManager:
                 log_max_file=max_file,
                 terminal=bool(c.config.get("Tty")),
                 open_stdin=bool(c.config.get("OpenStdin")),
-                stdin_once=bool(c.config.get("StdinOnce")),
+                # Docker closes the container's stdin when an attach ends only without a TTY: with one,
+                # the end of an attach (a detach, a client gone) leaves the shell running.
+                stdin_once=bool(c.config.get("StdinOnce")) and not c.config.get("Tty"),
                 memory_cgroup=spec["linux"].get("cgroupsPath", ""),
             )
             try:
@@ -397,13 +431,15 @@ class ContainerManager:
             await self._failed_start(c, exec_dir, e, released=True)
             raise
         c.state = State(
-            running=True, pid=int(started.get("pid") or 0), started_at=started.get("started_at") or rfc3339_now()
+            running=True, pid=int(started.get("pid") or 0), started_at=started.get("started_at") or rfc3339_now(),
+            health=c.state.health,  # its Log carries over, as Docker's (health.py resets the rest)
         )
         c.has_been_started_before = True
         c.has_been_manually_stopped = False
         await self.daemon.blocking(c.save)
         self._event(c, "start")
         self._watch(c, live)
+        self.health.start(c)
 
     def _write_bundle(self, c: Container, exec_dir: str, rootfs: str) -> dict[str, Any]:
         spec = build_spec(
@@ -508,14 +544,26 @@ class ContainerManager:
             raw_code = info.get("exit_code")
             code = 255 if raw_code is None else int(raw_code)
             oom = bool(info.get("oom_killed"))
+            finished_at = info.get("exited_at") or rfc3339_now()
+            delay = None
+            if c.id in self._by_id:
+                ran_for = run_seconds(c.state.started_at, finished_at)
+                delay = self._restart_manager(c).should_restart(code, c.has_been_manually_stopped, ran_for)
             c.state = State(
+                # Restarting counts as running, as in Docker: stop, kill and rm -f apply to it.
+                running=delay is not None,
+                restarting=delay is not None,
                 exit_code=code,
                 oom_killed=oom,
                 started_at=c.state.started_at,
-                finished_at=info.get("exited_at") or rfc3339_now(),
-                health=None,
+                finished_at=finished_at,
+                health=c.state.health,  # as Docker: the last health stays visible after the exit
             )
+            if delay is not None:
+                c.restart_count += 1
             live = self._live.pop(c.id, None)
+            self.health.stop(c.id)
+            self.execs.forget(c.id)
             await self._release(c, shim)
             if c.id in self._by_id:
                 await self.daemon.blocking(c.save)
@@ -527,11 +575,60 @@ class ContainerManager:
             for fut in self._exit_waiters.pop(c.id, []):
                 if not fut.done():
                     fut.set_result(code)
+            if delay is not None:
+                self._restart_waits[c.id] = asyncio.create_task(self._restart_after(c, delay))
         if c.host_config.get("AutoRemove") and c.id in self._by_id:
             try:
                 await self.remove(c, force=True)
             except HullError as e:
                 log.warning("container %s: auto-remove failed: %s", c.id, e.message)
+
+    def _restart_manager(self, c: Container) -> RestartManager:
+        rm = self._restarts.get(c.id)
+        if rm is None:
+            rm = RestartManager(RestartPolicy.from_host_config(c.host_config), c.restart_count)
+            self._restarts[c.id] = rm
+        return rm
+
+    async def _restart_after(self, c: Container, delay: float) -> None:
+        """A restart policy's restart, after its back-off (stop, kill and rm cancel this task)."""
+        await asyncio.sleep(delay)
+        async with self.lock(c.id):
+            self._restart_waits.pop(c.id, None)
+            if not c.state.restarting or c.id not in self._by_id:
+                return
+            try:
+                await self._start_locked(c)
+            except HullError as e:
+                log.warning("container %s: restart failed: %s", c.id, e.message)
+                c.state.running = c.state.restarting = False
+                await self.daemon.blocking(c.save)
+                return
+        self._event(c, "restart")
+
+    async def _end_restarting(self, c: Container) -> bool:
+        """A user's stop or kill of a container waiting to restart: it stays stopped. False if the
+        restart won the race (the container runs: stop or kill it as usual)."""
+        async with self.lock(c.id):  # the restart task starts the container holding it
+            if not c.state.restarting:
+                return False
+            self._restart_manager(c).cancel()
+            task = self._restart_waits.pop(c.id, None)
+            if task is not None:
+                task.cancel()
+            c.has_been_manually_stopped = True
+            c.state.running = c.state.restarting = False
+            await self.daemon.blocking(c.save)
+            for fut in self._exit_waiters.pop(c.id, []):
+                if not fut.done():
+                    fut.set_result(c.state.exit_code)
+            return True
+
+    def _kill_ends_policy(self, c: Container, sig: int) -> bool:
+        """Docker's ExitOnNext rule: a kill with the stop signal (any, without a StopSignal, or
+        SIGKILL) means the user wants the container down: its restart policy stops."""
+        stop_signal = c.config.get("StopSignal")
+        return not stop_signal or sig == signal.SIGKILL or sig == parse_signal(stop_signal, signal.SIGTERM)
 
     async def _release(self, c: Container, shim: ShimClient | None) -> None:
         if shim is not None:
@@ -559,14 +656,25 @@ class ContainerManager:
     # --- stop, kill, restart ------------------------------------------------------------------
 
     async def kill(self, c: Container, sig: int) -> None:
-        await self._running_shim(c).kill(sig)
+        # A kill that does not end the policy leaves a restarting container as it is, as in Docker.
+        if c.state.restarting and (not self._kill_ends_policy(c, sig) or await self._end_restarting(c)):
+            return
+        shim = self._running_shim(c)
+        c.has_been_manually_stopped = True
+        if self._kill_ends_policy(c, sig):
+            self._restart_manager(c).cancel()
+        await shim.kill(sig)
         self._event(c, "kill", signal=str(sig))
 
     async def stop(self, c: Container, timeout: int | None = None, sig: int | None = None) -> None:
+        if c.state.restarting and await self._end_restarting(c):
+            self._event(c, "stop")
+            return
         live = self._live.get(c.id)
         if live is None or not c.state.running:
             raise NotModified("container already stopped")
         c.has_been_manually_stopped = True
+        self._restart_manager(c).cancel()
         if sig is None:
             sig = parse_signal(c.config.get("StopSignal"), signal.SIGTERM)
         if timeout is None:
@@ -689,6 +797,7 @@ class ContainerManager:
                 raise
             await self.daemon.blocking(shutil.rmtree, c.directory, True)
             del self._by_id[c.id]
+            self._restarts.pop(c.id, None)
             if self._names.get(c.name) == c.id:
                 del self._names[c.name]
             self._locks.pop(c.id, None)
@@ -712,6 +821,33 @@ class ContainerManager:
         del self._names[old]
         await self.daemon.blocking(c.save)
         self._event(c, "rename", oldName="/" + old)
+
+    async def update(self, c: Container, body: dict[str, Any]) -> list[str]:
+        """POST /containers/{id}/update: new limits and restart policy into the HostConfig, written
+        live into the cgroup of a running container (a stopped one gets them at its next start)."""
+        async with self.lock(c.id):
+            if c.state.removal_in_progress or c.state.dead or c.id not in self._by_id:
+                raise Conflict(
+                    f'Cannot update container {c.id}: container is marked for removal and cannot be "update"'
+                )
+            plan = update_plan(c.id, c.host_config, body)
+            warnings = list(plan.warnings)
+            if c.state.running and not c.state.restarting:
+                runtime = self.daemon.config.runtime_path(
+                    c.host_config.get("Runtime") or self.daemon.config.default_runtime
+                )
+                try:
+                    warnings += await self.daemon.blocking(
+                        update_resources, runtime, self.runtime_root, c.id, plan.resources
+                    )
+                except HullError as e:
+                    raise HullError(f"Cannot update container {c.id}: {e.message}") from e
+            c.host_config = plan.host_config
+            if c.id in self._restarts:
+                self._restarts[c.id].policy = RestartPolicy.from_host_config(c.host_config)
+            await self.daemon.blocking(c.save)
+        self._event(c, "update")
+        return warnings
 
     def is_image_in_use(self, image_id: str) -> bool:
         return any(c.image_id == image_id for c in self._by_id.values())

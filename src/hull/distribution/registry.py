@@ -189,3 +189,80 @@ class Registry:
                 if attempt == BLOB_ATTEMPTS - 1:
                     raise RegistryError(f"blob {digest}: download failed after {BLOB_ATTEMPTS} attempts: {e}") from None
                 await asyncio.sleep(RETRY_BASE_DELAY * 2**attempt)
+
+    # --- push ---------------------------------------------------------------------------------
+
+    async def blob_size(self, repo: str, digest: str) -> int | None:
+        """The size of a blob the repository has (HEAD); None when it has not."""
+        resp = await self._send("HEAD", f"/v2/{repo}/blobs/{digest}", f"repository:{repo}:pull,push")
+        async with resp:
+            if resp.status != 200:
+                return None
+            return int(resp.headers.get("Content-Length", "0"))
+
+    async def mount_blob(self, repo: str, digest: str, source_repo: str) -> bool:
+        """Cross-repository mount: the registry links a blob it has in `source_repo`; False if it can't."""
+        scope = f"repository:{repo}:pull,push repository:{source_repo}:pull"
+        resp = await self._send("POST", f"/v2/{repo}/blobs/uploads/?mount={digest}&from={source_repo}", scope, data=b"")
+        async with resp:
+            if resp.status == 201:
+                return True
+            if resp.status == 202:  # a plain upload session instead: not needed, close it
+                await self._cancel_upload(resp.headers.get("Location", ""), repo)
+            return False
+
+    async def _cancel_upload(self, location: str, repo: str) -> None:
+        if location:
+            resp = await self._send("DELETE", self._path(location), f"repository:{repo}:pull,push")
+            resp.release()
+
+    def _path(self, location: str) -> str:
+        """An upload URL as the registry gave it (absolute, or a path) → our request path."""
+        if location.startswith(("http://", "https://")):
+            return "/" + location.split("://", 1)[1].split("/", 1)[1]
+        return location
+
+    async def upload_blob(self, repo: str, digest: str, size: int, read: Callable[[int], bytes], chunk: int) -> None:
+        """Upload a blob: in one PUT when it fits in `chunk` bytes (monolithic), else as PATCHed
+        chunks then a closing PUT (chunked), as the Distribution spec describes both."""
+        scope = f"repository:{repo}:pull,push"
+        resp = await self._send("POST", f"/v2/{repo}/blobs/uploads/", scope, data=b"")
+        async with resp:
+            if resp.status != 202:
+                raise RegistryError(f"blob upload to {repo}: the registry answered {resp.status}")
+            location = self._path(resp.headers["Location"])
+        sent = 0
+        if size > chunk:
+            while sent < size:
+                data = read(chunk)
+                headers = {
+                    "Content-Type": "application/octet-stream",
+                    "Content-Range": f"{sent}-{sent + len(data) - 1}",
+                }
+                resp = await self._send("PATCH", location, scope, headers, data=data)
+                async with resp:
+                    if resp.status != 202:
+                        raise RegistryError(f"blob upload to {repo}: a chunk was answered {resp.status}")
+                    location = self._path(resp.headers["Location"])
+                sent += len(data)
+            body = b""
+        else:
+            body = read(size)
+        sep = "&" if "?" in location else "?"
+        resp = await self._send(
+            "PUT", f"{location}{sep}digest={digest}", scope, {"Content-Type": "application/octet-stream"}, data=body
+        )
+        async with resp:
+            if resp.status != 201:
+                text = (await resp.text())[:300]
+                raise RegistryError(f"blob upload to {repo}: the registry answered {resp.status}: {text}")
+
+    async def put_manifest(self, repo: str, reference: str, media_type: str, raw: bytes) -> None:
+        resp = await self._send(
+            "PUT", f"/v2/{repo}/manifests/{reference}", f"repository:{repo}:pull,push",
+            {"Content-Type": media_type}, data=raw,
+        )  # fmt: skip
+        async with resp:
+            if resp.status != 201:
+                text = (await resp.text())[:300]
+                raise RegistryError(f"manifest upload to {repo}: the registry answered {resp.status}: {text}")

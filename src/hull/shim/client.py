@@ -67,13 +67,22 @@ class ForkServer:
 
     async def spawn(self, config: ShimConfig) -> int:
         """Start a shim for `config`; return its pid once it listens (raises with the runtime's error)."""
+        return await self._request(config.to_json().encode() + b"\n")
+
+    async def spawn_exec(self, config: ShimConfig, process: dict[str, Any]) -> int:
+        """Start an exec shim (execshim.py) that will run `process` in container `config.id` at `start`."""
+        from hull.shim.execshim import encode_request
+
+        return await self._request(encode_request(config, process))
+
+    async def _request(self, line: bytes) -> int:
         assert self._proc.stdin is not None
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         async with self._lock:
             if self._reader.done():
                 raise HullError("the shim forkserver exited")
             self._pending.append(fut)
-            self._proc.stdin.write(config.to_json().encode() + b"\n")
+            self._proc.stdin.write(line)
             try:
                 await self._proc.stdin.drain()
             except (BrokenPipeError, ConnectionResetError):

@@ -6,7 +6,8 @@ cgroup of every hierarchy (shims inherit that, so they neither count against nor
 the daemon's cgroup; cgroup.procs writes are slow, so never per container), freezes the GC so
 forked shims share those pages, and writes `{"ok": true, "pid": N}` when ready.
 
-Then, per request: one ShimConfig JSON line on stdin. It forks the shim (server.fork_shim) and
+Then, per request: one ShimConfig JSON line on stdin (or an exec request: execshim.py). It forks
+the shim (server.fork_shim) and
 answers on stdout, *in request order*, `{"ok": true, "pid": shim_pid}` once that shim has run
 runtime create and listens, or `{"ok": false, "error": ..., "kind": ...}` with the runtime's
 message. Requests are served concurrently: a slow create holds up only the answers after it.
@@ -28,7 +29,7 @@ import hull.runtime.seccomp
 import hull.runtime.state  # noqa: F401
 from hull.errors import HullError
 from hull.runtime.cgroups.hierarchy import mounted_hierarchies, own_cgroups
-from hull.shim import protocol, server
+from hull.shim import execshim, protocol, server
 from hull.shim.config import ShimConfig
 
 
@@ -86,8 +87,10 @@ class ForkServer:
 
     def _spawn(self, line: bytes) -> Pending:
         try:
-            cfg = ShimConfig.from_json(line)
-            fd = server.fork_shim(cfg)
+            if line.startswith(execshim.REQUEST_PREFIX):
+                fd = execshim.fork_from_request(line)
+            else:
+                fd = server.fork_shim(ShimConfig.from_json(line))
         except (HullError, OSError) as e:
             return Pending(answer=protocol.error(e))
         p = Pending(ready_fd=fd)

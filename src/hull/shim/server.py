@@ -10,6 +10,7 @@ process once the container has run a while (see monitor.py for why).
 import os
 import socket
 import sys
+from collections.abc import Callable
 from typing import NoReturn
 
 from hull import multiplex
@@ -95,8 +96,9 @@ def _listen(path: str) -> socket.socket:
     return sock
 
 
-def fork_shim(cfg: ShimConfig) -> int:
-    """Start a shim for `cfg` in the background; return the read end of its ready pipe.
+def fork_shim(cfg: ShimConfig, make: Callable[[ShimConfig], Shim] = Shim) -> int:
+    """Start a shim for `cfg` (made by `make`: execshim.py makes another kind) in the background;
+    return the read end of its ready pipe.
 
     The pipe yields one JSON line, {"ok": true, "pid": N} or {"ok": false, "error": ..., "kind": ...}.
     Read up to the newline, not EOF: the container's init holds a copy until it execs. A shim
@@ -110,7 +112,7 @@ def fork_shim(cfg: ShimConfig) -> int:
             os.close(r)
             os.setsid()
             if os.fork() == 0:
-                _shim_main(cfg, w)
+                _shim_main(cfg, w, make)
             status = 0
         finally:
             os._exit(status)
@@ -140,10 +142,10 @@ def read_handshake(fd: int) -> bytes:
     return handshake_answer(buf)
 
 
-def _shim_main(cfg: ShimConfig, ready: int) -> NoReturn:
+def _shim_main(cfg: ShimConfig, ready: int, make: Callable[[ShimConfig], Shim]) -> NoReturn:
     try:
         _own_fds(cfg, ready)
-        shim = Shim(cfg)
+        shim = make(cfg)
         try:
             shim.setup()
         except BaseException as e:  # every failure goes to the caller, who reports it

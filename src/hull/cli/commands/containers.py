@@ -9,12 +9,13 @@ import os
 import signal
 import sys
 
-from hull import humanize
+from hull import detachkeys, humanize
 from hull.cli import format as fmt
 from hull.cli.client import APIClient, APIError, CLIError, Hijacked, filters_json, path_quote, version_tuple
 from hull.cli.commands.runflags import add_flags, create_body, create_params
 from hull.cli.context import Context
 from hull.cli.streams import copy_stream, is_multiplexed
+from hull.cli.terminal import RawTerminal, WindowSize
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (7 ms of every start)
 if TYPE_CHECKING:
@@ -108,10 +109,16 @@ def args_run(p: argparse.ArgumentParser) -> None:
 
 
 class Attachment:
-    """A hijacked attach connection and what it carries."""
+    """A hijacked attach connection and what it carries. With a TTY, stdin is watched for the
+    detach keys (`detached` is then set): the daemon drops them and ends the stream, and the
+    container goes on running."""
 
-    def __init__(self, conn: Hijacked, stdin: bool, tty: bool, api_version: tuple[int, ...] = (1, 42)) -> None:
+    def __init__(
+        self, conn: Hijacked, stdin: bool, tty: bool, api_version: tuple[int, ...] = (1, 42), detach_keys: str = ""
+    ) -> None:
         self.conn, self.stdin, self.tty, self.api_version = conn, stdin, tty, api_version
+        self.scanner = detachkeys.Scanner(detachkeys.parse(detach_keys or detachkeys.DEFAULT) if tty else b"")
+        self.detached = False
 
     def pump_stdin(self) -> threading.Thread:
         import threading  # only -i needs a thread
@@ -123,7 +130,11 @@ class Attachment:
                     data = os.read(fd, 65536)
                     if not data:
                         break
+                    # All of it goes on: the daemon holds back and drops the keys itself.
                     self.conn.sock.sendall(data)
+                    if self.scanner.feed(data)[1]:
+                        self.detached = True
+                        break
             except OSError:
                 pass
             finally:
@@ -138,39 +149,21 @@ class Attachment:
         copy_stream(self.conn.read, sys.stdout.buffer, sys.stderr.buffer, multiplexed)
 
 
-def attach(client: APIClient, cid: str, stdin: bool, stdout: bool, stderr: bool, tty: bool) -> Attachment:
-    params = {"stream": True, "stdin": stdin, "stdout": stdout, "stderr": stderr}
-    return Attachment(client.hijack(f"{_c(cid)}/attach", params), stdin, tty, version_tuple(client.version))
+def attach(
+    client: APIClient, cid: str, stdin: bool, stdout: bool, stderr: bool, tty: bool, detach_keys: str = ""
+) -> Attachment:
+    params = {"stream": True, "stdin": stdin, "stdout": stdout, "stderr": stderr, "detachKeys": detach_keys or None}
+    conn = client.hijack(f"{_c(cid)}/attach", params)
+    return Attachment(conn, stdin, tty, version_tuple(client.version), detach_keys)
 
 
-class _RawTerminal:
-    """Puts the local terminal in raw mode for -t with a terminal on stdin; restores it on exit."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.saved: Any = None
-        if enabled and sys.stdin.isatty():
-            import termios
-            import tty
-
-            self.saved = termios.tcgetattr(sys.stdin.fileno())
-            tty.setraw(sys.stdin.fileno())
-
-    def restore(self) -> None:
-        if self.saved is not None:
-            import termios
-
-            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, self.saved)
-
-
-def _resize(client: APIClient, path: str) -> None:
+def check_detach_keys(spec: str | None) -> str:
+    """`--detach-keys` checked before anything is created; "" for the daemon's default."""
     try:
-        size = os.get_terminal_size(sys.stdout.fileno())
-    except OSError:
-        return
-    try:
-        client.post(f"{path}/resize", {"h": size.lines, "w": size.columns})
-    except CLIError:
-        pass
+        detachkeys.parse(spec or detachkeys.DEFAULT)
+    except ValueError:
+        raise CLIError(f"Invalid detach keys ({spec}) provided") from None
+    return spec or ""
 
 
 def _start_error_status(message: str) -> int:
@@ -201,13 +194,15 @@ def _run_attached(
     remove: bool,
     sig_proxy: bool,
     start: bool = True,
+    detach_keys: str = "",
 ) -> int:
-    """Attach, register the wait, start, copy the streams; the container's exit status."""
+    """Attach, register the wait, start, copy the streams; the container's exit status (0 when
+    the user detached: the container runs on)."""
     client = ctx.client
     stdin, stdout, stderr = streams
-    att = attach(client, cid, stdin, stdout, stderr, tty) if any(streams) else None
+    att = attach(client, cid, stdin, stdout, stderr, tty, detach_keys) if any(streams) else None
     wait = client.request("POST", f"{_c(cid)}/wait", {"condition": "removed" if remove else "next-exit"})
-    term = _RawTerminal(tty and stdin)
+    term = RawTerminal(tty and stdin)
     try:
         if start:
             try:
@@ -216,7 +211,7 @@ def _run_attached(
                 ctx.err(f"hull: {e.message}\n\nRun 'hull run --help' for more information")
                 return _start_error_status(e.detail)
         if tty:
-            _resize(client, _c(cid))
+            WindowSize(client, _c(cid)).start()
         if sig_proxy and not tty:
             _proxy_signals(client, cid)
         if att is not None:
@@ -224,6 +219,9 @@ def _run_attached(
                 att.pump_stdin()
             att.copy_output()
             att.conn.close()
+            if att.detached:
+                wait.close()
+                return 0
         raw = wait.read()
         wait.close()
     finally:
@@ -238,6 +236,7 @@ def _run_attached(
 
 
 def cmd_run(ctx: Context, a: argparse.Namespace) -> int:
+    keys = check_detach_keys(a.detach_keys)
     body = create_body(a, detach=a.detach)
     cid = _create(ctx, a, body)
     if a.detach:
@@ -249,7 +248,7 @@ def cmd_run(ctx: Context, a: argparse.Namespace) -> int:
         print(cid)
         return 0
     streams = (body["AttachStdin"], body["AttachStdout"], body["AttachStderr"])
-    return _run_attached(ctx, cid, streams, a.tty, a.rm, a.sig_proxy.lower() != "false")
+    return _run_attached(ctx, cid, streams, a.tty, a.rm, a.sig_proxy.lower() != "false", detach_keys=keys)
 
 
 def args_start(p: argparse.ArgumentParser) -> None:
@@ -268,8 +267,36 @@ def cmd_start(ctx: Context, a: argparse.Namespace) -> int:
         cfg = info.get("Config") or {}
         tty = bool(cfg.get("Tty"))
         stdin = a.interactive and bool(cfg.get("OpenStdin"))
-        return _run_attached(ctx, info["Id"], (stdin, True, True), tty, False, not tty)
+        keys = check_detach_keys(a.detach_keys)
+        return _run_attached(ctx, info["Id"], (stdin, True, True), tty, False, not tty, detach_keys=keys)
     return _each(ctx, a.containers, lambda c: client.post(f"{_c(c)}/start"))
+
+
+def args_attach(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--detach-keys", default=None, help="override the key sequence for detaching a container")
+    p.add_argument("--no-stdin", action="store_true", help="do not attach STDIN")
+    p.add_argument(
+        "--sig-proxy", default="true", nargs="?", const="true", help="proxy all received signals to the process"
+    )
+    p.add_argument("container", metavar="CONTAINER")
+
+
+def cmd_attach(ctx: Context, a: argparse.Namespace) -> int:
+    info = ctx.client.get(f"{_c(a.container)}/json")
+    state = info.get("State") or {}
+    # The docker CLI's own checks: the daemon would attach to a stopped container and wait for its next start.
+    if not state.get("Running"):
+        raise CLIError("You cannot attach to a stopped container, start it first")
+    if state.get("Paused"):
+        raise CLIError("You cannot attach to a paused container, unpause it first")
+    if state.get("Restarting"):
+        raise CLIError("You cannot attach to a restarting container, wait until it is running")
+    keys = check_detach_keys(a.detach_keys)
+    cfg = info.get("Config") or {}
+    tty = bool(cfg.get("Tty"))
+    stdin = not a.no_stdin and bool(cfg.get("OpenStdin"))
+    sig_proxy = str(a.sig_proxy).lower() != "false"
+    return _run_attached(ctx, info["Id"], (stdin, True, True), tty, False, sig_proxy, start=False, detach_keys=keys)
 
 
 # ------------------------------------------------------------------------------ stop / kill / restart / rm
@@ -496,10 +523,10 @@ def cmd_exec(ctx: Context, a: argparse.Namespace) -> int:
         return 0
     conn = client.hijack(f"/exec/{exec_id}/start", None, {"Detach": False, "Tty": a.tty})
     att = Attachment(conn, a.interactive, a.tty, version_tuple(client.version))
-    term = _RawTerminal(a.tty and a.interactive)
+    term = RawTerminal(a.tty and a.interactive)
     try:
         if a.tty:
-            _resize(client, f"/exec/{exec_id}")
+            WindowSize(client, f"/exec/{exec_id}").start()
         if a.interactive:
             att.pump_stdin()
         att.copy_output()
