@@ -43,7 +43,7 @@ class LocalRegistry:
             auth = f"auth:\n  htpasswd:\n    realm: test-realm\n    path: {self.workdir / 'htpasswd'}\n"
         (self.workdir / "config.yml").write_text(
             "version: 0.1\n"
-            "log:\n  level: warn\n"
+            "log:\n  level: info\n"
             f"storage:\n  filesystem:\n    rootdirectory: {self.workdir / 'data'}\n  delete:\n    enabled: true\n"
             f"http:\n  addr: 127.0.0.1:{self.port}\n" + auth
         )
