@@ -150,8 +150,11 @@ def test_docker_update_is_live_and_stored(hulld: HullDaemon, sleeper: str) -> No
     # lifting the pids limit again
     assert dk(hulld, "update", "--pids-limit", "-1", "st-sleep").returncode == 0
     assert inside(hulld, "st-sleep", "/sys/fs/cgroup/pids/pids.max") == "max"
-    events = dk(hulld, "events", "--since", "1m", "--until", "0s", "--filter", "event=update", "--format",
-                "{{json .}}").stdout.splitlines()  # fmt: skip
+    # until a second from now: the events of this second are all in
+    until = f"{time.time() + 1:.3f}"
+    events = dk(hulld, "events", "--since", "1m", "--until", until, "--filter", "event=update", "--filter",
+                f"container={sleeper}", "--format", "{{json .}}").stdout.splitlines()  # fmt: skip
+    assert len(events) == 2  # one per update
     ev = json.loads(events[0])
     assert ev["Actor"] == {"ID": sleeper, "Attributes": {"image": "busybox", "name": "st-sleep"}}
 

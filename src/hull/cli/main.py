@@ -57,6 +57,7 @@ VERBS: dict[str, Verb] = {
     "save": Verb(_I, "save", "Save one or more images to a tar archive (streamed to STDOUT by default)"),
     "load": Verb(_I, "load", "Load an image from a tar archive or STDIN"),
     "pull": Verb(_I, "pull", "Download an image from a registry"),
+    "push": Verb(_I, "push", "Upload an image to a registry"),
     "events": Verb(_S, "events", "Get real time events from the server"),
     "version": Verb(_S, "version", "Show the hull version information"),
     "info": Verb(_S, "info", "Display system-wide information"),
@@ -72,7 +73,7 @@ GROUPS: dict[str, dict[str, Verb]] = {
     },
     "image": {
         "ls": VERBS["images"], "list": VERBS["images"], "rm": VERBS["rmi"], "remove": VERBS["rmi"],
-        **{v: VERBS[v] for v in ("tag", "history", "import", "save", "load", "pull")},
+        **{v: VERBS[v] for v in ("tag", "history", "import", "save", "load", "pull", "push")},
         "inspect": Verb(_I, "image_inspect", "Display detailed information on one or more images"),
         "prune": Verb(_I, "image_prune", "Remove unused images"),
     },

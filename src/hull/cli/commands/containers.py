@@ -54,12 +54,18 @@ def split_reference(ref: str) -> tuple[str, str]:
     return ref, "latest"
 
 
-def pull_image(client: APIClient, ref: str, quiet: bool = False, out: Any = None) -> None:
+def pull_image(client: APIClient, ref: str, quiet: bool = False, out: Any = None, platform: str = "") -> None:
     """POST /images/create?fromImage=&tag= and follow its JSON messages; errors in the stream raise."""
-    out = out or sys.stderr
     repo, tag = split_reference(ref)
     params = {"fromImage": repo, "tag": tag} if "@" not in ref else {"fromImage": ref}
+    if platform:
+        params["platform"] = platform
     resp = client.request("POST", "/images/create", params, headers={"X-Registry-Auth": "e30="})
+    follow_progress(client, resp, quiet, out or sys.stderr)
+
+
+def follow_progress(client: APIClient, resp: Any, quiet: bool, out: Any) -> None:
+    """Print a pull's or push's JSON messages as `id: status` lines; an error in the stream raises."""
     for msg in client.json_lines(resp):
         if msg.get("error") or msg.get("errorDetail"):
             raise CLIError(str(msg.get("error") or msg["errorDetail"].get("message")))

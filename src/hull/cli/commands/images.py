@@ -8,7 +8,7 @@ import sys
 from hull import humanize
 from hull.cli import format as fmt
 from hull.cli.client import APIError, CLIError, filters_json, path_quote
-from hull.cli.commands.containers import confirm, pull_image, split_reference, write_output
+from hull.cli.commands.containers import confirm, follow_progress, pull_image, split_reference, write_output
 from hull.cli.context import Context
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (7 ms of every start)
@@ -282,9 +282,25 @@ def args_pull(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_pull(ctx: Context, a: argparse.Namespace) -> int:
-    pull_image(ctx.client, a.image, quiet=a.quiet, out=sys.stdout)
+    pull_image(ctx.client, a.image, quiet=a.quiet, out=sys.stdout, platform=a.platform)
     if a.quiet:
         repo, tag = split_reference(a.image)
+        print(f"{repo}:{tag}")
+    return 0
+
+
+def args_push(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="suppress verbose output")
+    p.add_argument("image", metavar="NAME[:TAG]")
+
+
+def cmd_push(ctx: Context, a: argparse.Namespace) -> int:
+    repo, tag = split_reference(a.image)
+    resp = ctx.client.request(
+        "POST", f"{_i(repo)}/push", {"tag": tag}, headers={"X-Registry-Auth": "e30="}, data=b""
+    )
+    follow_progress(ctx.client, resp, a.quiet, sys.stdout)
+    if a.quiet:
         print(f"{repo}:{tag}")
     return 0
 
