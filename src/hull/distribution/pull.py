@@ -104,27 +104,34 @@ class Puller:
                     f"the manifest lists {len(parsed.layers)} layers but the config {len(config.diff_ids)} diff ids"
                 )
             await self._layers(registry, ref, parsed.layers, list(config.diff_ids))
-        existed = await self.blocking(self.service.images.exists, ids.image_id(config_bytes))
         image_id = await self.locked(self.service.create_image, config_bytes)
-        await self.locked(self._tag, ref, image_id, digest)
+        # Docker's "up to date": the name already meant this image, not merely that it was stored.
+        up_to_date = await self.locked(self._tag, ref, image_id, digest)
         await self._say(f"Digest: {digest}")
         name = ref.familiar()
-        if existed:
+        if up_to_date:
             await self._say(f"Status: Image is up to date for {name}")
         else:
             await self._say(f"Status: Downloaded newer image for {name}")
         return image_id
 
-    def _tag(self, ref: Reference, image_id: str, digest: str) -> None:
+    def _tag(self, ref: Reference, image_id: str, digest: str) -> bool:
+        """Point the tag (and name@digest) at the image; whether the name meant it already."""
         refs = self.service.refs
+        by_digest = ref.name_only().with_digest(digest)
+        named = ref if ref.tag is not None else by_digest
+        try:
+            up_to_date = refs.get(named) == image_id
+        except NotFound:
+            up_to_date = False
         if ref.tag is not None:
             refs.add(ref, image_id, force=True)
-        by_digest = ref.name_only().with_digest(digest)
         try:
             refs.get(by_digest)
         except NotFound:
             refs.add(by_digest, image_id)
         # else: as Docker, a digest keeps its first image (an index's digest names one platform's).
+        return up_to_date
 
     async def _fetch_small(self, registry: Registry, repo: str, desc: mf.Descriptor) -> bytes:
         parts: list[bytes] = []
