@@ -114,6 +114,8 @@ class Registry:
         resp.release()
         auth = await self._answer(challenge, scope)
         if auth is None:
+            if not scope:
+                return await self.session.request(method, url, headers=headers, **kw)  # type: ignore[arg-type]
             raise RegistryError(
                 f"pull access denied for {scope.split(':')[1] if ':' in scope else scope}, repository does not "
                 "exist or may require 'docker login': denied: requested access to the resource is denied"
@@ -132,7 +134,9 @@ class Registry:
         realm = params.get("realm")
         if not realm:
             return None
-        query = {"service": params.get("service", ""), "scope": scope}
+        query = {"service": params.get("service", "")}
+        if scope:
+            query["scope"] = scope
         headers = {}
         if self.credentials.basic:
             headers["Authorization"] = self.credentials.basic
@@ -266,3 +270,14 @@ class Registry:
             if resp.status != 201:
                 text = (await resp.text())[:300]
                 raise RegistryError(f"manifest upload to {repo}: the registry answered {resp.status}: {text}")
+
+    # --- login --------------------------------------------------------------------------------
+
+    async def check_login(self) -> None:
+        """GET /v2/ with the credentials (answering the challenge); RegistryError if refused."""
+        resp = await self._send("GET", "/v2/", "")
+        async with resp:
+            if resp.status == 401:
+                raise RegistryError(f"Get \"https://{self.host}/v2/\": unauthorized: incorrect username or password")
+            if resp.status != 200:
+                raise RegistryError(f"login to {self.host}: the registry answered {resp.status}")

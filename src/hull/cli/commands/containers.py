@@ -10,6 +10,7 @@ import signal
 import sys
 
 from hull import detachkeys, humanize
+from hull.cli import credentials
 from hull.cli import format as fmt
 from hull.cli.client import APIClient, APIError, CLIError, Hijacked, filters_json, path_quote, version_tuple
 from hull.cli.commands.runflags import add_flags, create_body, create_params
@@ -60,7 +61,8 @@ def pull_image(client: APIClient, ref: str, quiet: bool = False, out: Any = None
     params = {"fromImage": repo, "tag": tag} if "@" not in ref else {"fromImage": ref}
     if platform:
         params["platform"] = platform
-    resp = client.request("POST", "/images/create", params, headers={"X-Registry-Auth": "e30="})
+    auth = credentials.auth_header(credentials.registry_of(ref))
+    resp = client.request("POST", "/images/create", params, headers={"X-Registry-Auth": auth})
     follow_progress(client, resp, quiet, out or sys.stderr)
 
 

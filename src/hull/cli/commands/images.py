@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from hull import humanize
+from hull.cli import credentials
 from hull.cli import format as fmt
 from hull.cli.client import APIError, CLIError, filters_json, path_quote
 from hull.cli.commands.containers import confirm, follow_progress, pull_image, split_reference, write_output
@@ -296,9 +297,8 @@ def args_push(p: argparse.ArgumentParser) -> None:
 
 def cmd_push(ctx: Context, a: argparse.Namespace) -> int:
     repo, tag = split_reference(a.image)
-    resp = ctx.client.request(
-        "POST", f"{_i(repo)}/push", {"tag": tag}, headers={"X-Registry-Auth": "e30="}, data=b""
-    )
+    auth = credentials.auth_header(credentials.registry_of(repo))
+    resp = ctx.client.request("POST", f"{_i(repo)}/push", {"tag": tag}, headers={"X-Registry-Auth": auth}, data=b"")
     follow_progress(ctx.client, resp, a.quiet, sys.stdout)
     if a.quiet:
         print(f"{repo}:{tag}")
