@@ -253,6 +253,17 @@ def write_docker_archive(path: Path, layers: list[Path], tag: str) -> None:
         add("manifest.json", json.dumps([{"Config": config_name, "RepoTags": [tag], "Layers": names}]).encode())
 
 
+def write_hundred_megabyte_image(work: Path, tag: str) -> Path:
+    """A docker-archive of ~100 MB in 3 layers: 5,000 small files; one 60 MB file; three tiny ones."""
+    small, big, tiny = work / "small.tar", work / "big.tar", work / "tiny.tar"
+    write_layer_tar(small, 5000, 7000)
+    write_layer_tar(big, 0, 0, 60_000_000)
+    write_layer_tar(tiny, 3, 100)
+    archive = work / "image.tar"
+    write_docker_archive(archive, [small, big, tiny], tag)
+    return archive
+
+
 @register
 class LoadHundredMegabytes(_Engines):
     """`docker load` of a ~100 MB, 3-layer archive (5,000 files; one 60 MB file; one small), into hulld and dockerd."""
@@ -261,12 +272,7 @@ class LoadHundredMegabytes(_Engines):
 
     def setup(self, work: Path) -> None:
         super().setup(work)
-        small, big, tiny = work / "small.tar", work / "big.tar", work / "tiny.tar"
-        write_layer_tar(small, 5000, 7000)
-        write_layer_tar(big, 0, 0, 60_000_000)
-        write_layer_tar(tiny, 3, 100)
-        self.archive = work / "image.tar"
-        write_docker_archive(self.archive, [small, big, tiny], "bench:load")
+        self.archive = write_hundred_megabyte_image(work, "bench:load")
         self.payload = (self.archive.stat().st_size, 5000 + 1 + 3)
 
     def prepare(self, side: Side, run_id: str) -> None:
@@ -345,3 +351,98 @@ class LogsMillionLines(_Engines):
     def command(self, side: Side, run_id: str) -> list[str]:
         # Output to a file, not a pipe the runner reads: both sides pay the same writes.
         return ["bash", "-c", f"docker --host {self.host(side)} logs {self.container} > /dev/null"]
+
+
+class _Registry(_Engines):
+    """The engines, the 100 MB image loaded into both, and a local registry (docker-registry)."""
+
+    image = "busybox:bench"
+    big = "bench:big"
+
+    def setup(self, work: Path) -> None:
+        from hull.testing.registry import LocalRegistry
+
+        super().setup(work)
+        archive = write_hundred_megabyte_image(work, self.big)
+        for side in ("hull", "peer"):
+            subprocess.run(["docker", "--host", self.host(side), "load", "-i", str(archive)], capture_output=True,
+                           check=True, timeout=300)  # fmt: skip
+        self.registry = LocalRegistry()
+
+    def teardown(self) -> None:
+        self.registry.stop()
+        super().teardown()
+
+
+@register
+class PullHundredMegabytes(_Registry):
+    """`docker pull` of the ~100 MB, 3-layer image from a local registry, into hulld and into dockerd."""
+
+    name = "pull-100mb-3-layers"
+
+    def setup(self, work: Path) -> None:
+        super().setup(work)
+        self.remote = f"{self.registry.domain}/bench/pull:1"
+        docker = ["docker", "--host", self.host("peer")]
+        subprocess.run([*docker, "tag", self.big, self.remote], capture_output=True, check=True)
+        subprocess.run([*docker, "push", self.remote], capture_output=True, check=True, timeout=300)
+        quiet([*docker, "rmi", self.remote])
+        for side in ("hull", "peer"):  # the pull must fetch and unpack every layer on both sides
+            quiet(["docker", "--host", self.host(side), "rmi", self.big])
+
+    def prepare(self, side: Side, run_id: str) -> None:
+        os.sync()
+
+    def command(self, side: Side, run_id: str) -> list[str]:
+        return ["docker", "--host", self.host(side), "pull", self.remote]
+
+    def after(self, side: Side, run_id: str) -> None:
+        quiet(["docker", "--host", self.host(side), "rmi", self.remote])
+
+
+@register
+class PushHundredMegabytes(_Registry):
+    """`docker push` of the ~100 MB, 3-layer image to a new repository of an empty local registry."""
+
+    name = "push-100mb-3-layers"
+
+    def prepare(self, side: Side, run_id: str) -> None:
+        from hull.testing.registry import LocalRegistry
+
+        # A registry of its own per run: every layer is uploaded (nothing to skip or mount).
+        self.registry.stop()
+        self.registry = LocalRegistry()
+        self.remote = f"{self.registry.domain}/bench/{run_id}:1"
+        subprocess.run(["docker", "--host", self.host(side), "tag", self.big, self.remote], capture_output=True,
+                       check=True)  # fmt: skip
+
+    def command(self, side: Side, run_id: str) -> list[str]:
+        return ["docker", "--host", self.host(side), "push", self.remote]
+
+    def after(self, side: Side, run_id: str) -> None:
+        quiet(["docker", "--host", self.host(side), "rmi", self.remote])
+
+
+STATS_CONTAINERS = 10
+
+
+@register
+class StatsTenContainers(_Engines):
+    """`docker stats --no-stream` of 10 running `sleep` containers, against hulld and against dockerd."""
+
+    name = "stats-10-containers"
+
+    def setup(self, work: Path) -> None:
+        super().setup(work)
+        for side in ("hull", "peer"):
+            for i in range(STATS_CONTAINERS):
+                subprocess.run(["docker", "--host", self.host(side), "run", "-d", "--name", f"stats-{i}", self.image,
+                                "sleep", "3600"], capture_output=True, check=True, timeout=60)  # fmt: skip
+
+    def command(self, side: Side, run_id: str) -> list[str]:
+        return ["docker", "--host", self.host(side), "stats", "--no-stream"]
+
+    def teardown(self) -> None:
+        names = [f"stats-{i}" for i in range(STATS_CONTAINERS)]
+        quiet(["docker", "--host", self.host("hull"), "rm", "-f", *names])
+        super().teardown()
