@@ -13,6 +13,7 @@ from aiohttp import web
 
 from hull import detachkeys, multiplex
 from hull.api import bodies, params, routing, streams
+from hull.containers import health
 from hull.containers.jsonlog import LogOptions, read_logs
 from hull.containers.manager import ContainerManager, parse_signal
 from hull.containers.record import ZERO_TIME, Container
@@ -69,7 +70,7 @@ def status_text(c: Container, now: float) -> str:
     st = c.state
     if st.running:
         up = f"Up {human_duration(now - rfc3339_to_unix(st.started_at))}"
-        return up + " (Paused)" if st.paused else up
+        return up + " (Paused)" if st.paused else up + health.status_suffix(st.health)
     if st.removal_in_progress:
         return "Removal In Progress"
     if st.dead:

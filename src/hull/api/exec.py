@@ -42,7 +42,8 @@ async def start(request: web.Request) -> web.StreamResponse:
         stream = await execs.start(rec, body.get("ConsoleSize"), attach=True)
     except HullError as e:
         # The status line is gone: Docker writes the error into the stream, on stdout.
-        text = f"OCI runtime exec failed: exec failed: {e.message}: unknown\r\n".encode()
+        message = e.message if e.message.startswith("exec failed") else f"exec failed: {e.message}"  # runc's has it
+        text = f"OCI runtime exec failed: {message}: unknown\r\n".encode()
         await client.write(text if rec.tty else multiplex.frame(multiplex.STDOUT, text))
         client.close()
         return client.response

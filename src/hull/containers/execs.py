@@ -43,6 +43,8 @@ EXIT_FILE = "exit.json"
 # What dockerd records for an exec whose process could not be started, whatever the reason
 # (a missing program too, unlike `docker run`'s 127): the CLI exits with it.
 START_FAILED = 126
+# How long a resize waits for the exec it resizes to be started, as dockerd waits.
+LAUNCH_WAIT = 10.0
 
 
 @dataclass
@@ -65,6 +67,7 @@ class ExecRecord:
     exit_code: int | None = None
     pid: int = 0
     shim: ShimClient | None = None
+    launched: asyncio.Event = field(default_factory=asyncio.Event)  # start has run (or failed)
     exited: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -197,6 +200,14 @@ class ExecManager:
         c = self.check_startable(rec)
         size = _console_size(console_size)
         rec.started = True
+        try:
+            return await self._launch(c, rec, size, attach)
+        finally:
+            rec.launched.set()
+
+    async def _launch(
+        self, c: Container, rec: ExecRecord, size: tuple[int, int] | None, attach: bool
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
         self.daemon.containers._event(c, f"exec_start: {rec.command}", execID=rec.id)
         # The process joins the container's cgroups in some 10 ms: pay the kernel's wait for that now.
         asyncio.get_running_loop().run_in_executor(None, prime_migration)
@@ -288,10 +299,21 @@ class ExecManager:
 
     async def resize(self, rec: ExecRecord, height: int, width: int) -> None:
         self._running_container(rec.container_id)
-        if not rec.running or rec.shim is None:
-            raise Conflict(f"Exec {rec.id} is not running")
-        if rec.tty:  # Docker answers 200 for an exec without a terminal and changes nothing
-            await rec.shim.resize(height, width)
+        if rec.started:  # the client resizes as soon as its stream is up, which is before the process is
+            try:
+                await asyncio.wait_for(rec.launched.wait(), LAUNCH_WAIT)
+            except TimeoutError:
+                raise HullError("timeout waiting for exec session ready") from None
+        if not rec.started or (rec.exit_code is not None and not rec.exited.is_set()):
+            raise Conflict(f"Exec {rec.id} is not running")  # never started, or failed to
+        # Docker answers 200 for an exec without a terminal and changes nothing; one that ended
+        # during the client's first resize (a quick `exec -t`) is not worth the client's warning.
+        if rec.tty and rec.running and rec.shim is not None:
+            try:
+                await rec.shim.resize(height, width)
+            except HullError:
+                if rec.running:
+                    raise
 
     def forget(self, container_id: str) -> None:
         """The container stopped: dockerd unregisters its execs that have not finished (those that

@@ -20,7 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from hull.containers.record import Container
-from hull.errors import HullError
+from hull.errors import HullError, InvalidArgument
 
 if TYPE_CHECKING:
     from hull.containers.manager import ContainerManager
@@ -30,6 +30,7 @@ log = logging.getLogger("hulld.health")
 DEFAULT_INTERVAL = 30_000_000_000
 DEFAULT_TIMEOUT = 30_000_000_000
 DEFAULT_RETRIES = 3
+MIN_DURATION = 1_000_000  # 1ms: dockerd's lower bound for the durations
 MAX_LOG_ENTRIES = 5
 MAX_OUTPUT = 4096  # bytes of a check's output that are kept, as Docker's limitedBuffer
 STARTING, HEALTHY, UNHEALTHY = "starting", "healthy", "unhealthy"
@@ -44,6 +45,35 @@ def probe_command(config: dict[str, Any]) -> list[str] | None:
     if test[0] == "CMD-SHELL":
         return [*(config.get("Shell") or DEFAULT_SHELL), *test[1:]]
     return list(test[1:])
+
+
+def check_config(config: dict[str, Any]) -> None:
+    """Refuse at create what dockerd refuses in a container's Healthcheck."""
+    hc = config.get("Healthcheck")
+    if not hc:
+        return
+    if not isinstance(hc, dict):
+        raise InvalidArgument("Healthcheck must be a JSON object")
+    test = hc.get("Test")
+    if test is not None and (not isinstance(test, list) or not all(isinstance(t, str) for t in test)):
+        raise InvalidArgument("Healthcheck.Test must be a list of strings")
+    for key in ("Interval", "Timeout", "StartPeriod", "Retries"):
+        value = hc.get(key, 0)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise InvalidArgument(f"Healthcheck.{key} must be an integer")
+    for key in ("Interval", "Timeout", "StartPeriod"):
+        if hc.get(key) and hc[key] < MIN_DURATION:
+            raise InvalidArgument(f"{key} in Healthcheck cannot be less than 1ms")
+    if hc.get("Retries", 0) < 0:
+        raise InvalidArgument("Retries in Healthcheck cannot be negative")
+
+
+def status_suffix(health: dict[str, Any] | None) -> str:
+    """What `docker ps` adds to "Up 3 seconds": " (healthy)", " (health: starting)"."""
+    if not health:
+        return ""
+    status = health.get("Status")
+    return f" (health: {status})" if status == STARTING else f" ({status})"
 
 
 def go_duration(ns: int) -> str:

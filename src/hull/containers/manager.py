@@ -27,6 +27,7 @@ from hull.containers import files, names
 from hull.containers.cgroup import update_resources
 from hull.containers.execs import ExecManager
 from hull.containers.health import HealthMonitors
+from hull.containers.health import check_config as check_health_config
 from hull.containers.jsonlog import parse_log_opts
 from hull.containers.ocispec import SpecInputs, build_spec, check_request, resolve_command
 from hull.containers.record import Container, State
@@ -244,6 +245,7 @@ class ContainerManager:
         if not image_ref:
             raise InvalidArgument("No image specified")  # Docker: "config cannot be empty ..." varies
         config = cc.normalize(body, "container config")
+        check_health_config(config)
         warnings = self._check_host_config(host_config)
         image_id = await self.daemon.blocking(self.daemon.images.lookup, image_ref)
         raw = await self.daemon.blocking(self.daemon.images.images.get, image_id)

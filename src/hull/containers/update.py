@@ -16,6 +16,8 @@ from typing import Any
 
 from hull.containers import ocispec
 from hull.errors import Conflict, InvalidArgument
+from hull.runtime.cgroups.hierarchy import CGROUP_ROOT
+from hull.runtime.cgroups.v1 import BLKIO_BFQ_WEIGHT, BLKIO_WEIGHT
 
 # What `update` may change; anything else in the body is ignored, as dockerd ignores it.
 INT_FIELDS = (
@@ -38,6 +40,8 @@ CPUSET_FIELDS = {
 RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
 CFS_PERIOD_RANGE = (1000, 1_000_000)  # microseconds: the kernel's 1 ms .. 1 s
 MIN_CFS_QUOTA = 1000
+# Where dockerd looks for the blkio weight files: the v1 blkio hierarchy's root.
+BLKIO_ROOT = os.path.join(CGROUP_ROOT, "blkio")
 
 
 @dataclass
@@ -124,13 +128,17 @@ def _check_request(u: dict[str, Any]) -> list[str]:
     for key in CPUSET_FIELDS:
         if u.get(key):
             _check_cpuset(key, u[key])
+    warnings = []
     weight = u.get("BlkioWeight", 0)
-    if weight and not ocispec.BLKIO_WEIGHT_RANGE[0] <= weight <= ocispec.BLKIO_WEIGHT_RANGE[1]:
+    if weight > 0 and not any(os.path.exists(os.path.join(BLKIO_ROOT, f)) for f in (BLKIO_WEIGHT, BLKIO_BFQ_WEIGHT)):
+        # As dockerd: a kernel without a weight file (no CFQ, no BFQ) can't weigh; that's no error.
+        warnings.append("Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded.")
+        u["BlkioWeight"] = 0
+    elif weight and not ocispec.BLKIO_WEIGHT_RANGE[0] <= weight <= ocispec.BLKIO_WEIGHT_RANGE[1]:
         raise InvalidArgument("Range of blkio weight is from 10 to 1000")
     policy = u.get("RestartPolicy")
     if policy is not None and policy.get("Name", "") not in RESTART_POLICIES:
         raise InvalidArgument(f"invalid restart policy '{policy['Name']}'")
-    warnings = []
     if u.get("KernelMemory"):
         warnings.append("Specifying a kernel memory limit is deprecated and will be removed in a future release.")
     return warnings

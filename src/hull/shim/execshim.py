@@ -115,6 +115,17 @@ class ExecShim(server.Shim):
         self.started_at = _now()
         return {"pid": self.init_pid, "started_at": self.started_at}
 
+    def op_attach(self, conn: Conn, req: dict[str, Any]) -> dict[str, Any] | None:
+        if self.status != CREATED or self.stdin_fd is not None or not self.cfg.open_stdin:
+            return super().op_attach(conn, req)
+        # A terminal's stdin is its master, which comes at start: let the attach ask for it now
+        # (the daemon sends no stdin before the start has answered).
+        self.stdin_fd = -1
+        try:
+            return super().op_attach(conn, req)
+        finally:
+            self.stdin_fd = None
+
     def op_delete(self, conn: Conn, req: dict[str, Any]) -> dict[str, Any] | None:
         if self.init_pid == 0 and self.exit is None:  # never started: nothing to kill or wait for
             self.exit = ExitStatus(255, _now(), False, 0)

@@ -529,7 +529,11 @@ def cmd_exec(ctx: Context, a: argparse.Namespace) -> int:
     if a.detach:
         client.post(f"/exec/{exec_id}/start", None, {"Detach": True, "Tty": a.tty})
         return 0
-    conn = client.hijack(f"/exec/{exec_id}/start", None, {"Detach": False, "Tty": a.tty})
+    start: dict[str, Any] = {"Detach": False, "Tty": a.tty}
+    if a.tty and os.isatty(sys.stdout.fileno()):  # the size from the start, as the docker CLI sends it
+        size = os.get_terminal_size(sys.stdout.fileno())
+        start["ConsoleSize"] = [size.lines, size.columns]
+    conn = client.hijack(f"/exec/{exec_id}/start", None, start)
     att = Attachment(conn, a.interactive, a.tty, version_tuple(client.version))
     term = RawTerminal(a.tty and a.interactive)
     try:
