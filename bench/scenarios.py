@@ -446,3 +446,24 @@ class StatsTenContainers(_Engines):
         names = [f"stats-{i}" for i in range(STATS_CONTAINERS)]
         quiet(["docker", "--host", self.host("hull"), "rm", "-f", *names])
         super().teardown()
+
+
+@register
+class ExecTrue(_Engines):
+    """`docker exec <ctr> true` into a running `sleep` container, against hulld and against dockerd."""
+
+    name = "exec-true"
+    container = "exec-bench"
+
+    def setup(self, work: Path) -> None:
+        super().setup(work)
+        for side in ("hull", "peer"):
+            subprocess.run(["docker", "--host", self.host(side), "run", "-d", "--name", self.container, self.image,
+                            "sleep", "3600"], capture_output=True, check=True, timeout=60)  # fmt: skip
+
+    def command(self, side: Side, run_id: str) -> list[str]:
+        return ["docker", "--host", self.host(side), "exec", self.container, "true"]
+
+    def teardown(self) -> None:
+        quiet(["docker", "--host", self.host("hull"), "rm", "-f", self.container])
+        super().teardown()

@@ -98,6 +98,27 @@ def test_tty(hulld: HullDaemon, sleeper: str) -> None:
     assert (r.returncode, r.stdout) == (1, "not a tty\n")
 
 
+def test_detach_keys_leave_the_process_running(hulld: HullDaemon, sdk: docker.DockerClient, sleeper: str) -> None:
+    session = PtySession(["docker", "exec", "-it", "--detach-keys", "ctrl-x", sleeper, "sh"], hulld.env)
+    try:
+        session.wait_raw()
+        session.send(b"echo $((6*7))\r")
+        session.expect(b"42")
+        session.send(b"\x18")
+        assert session.wait() == 1  # as the docker CLI ends a detached exec against dockerd too
+        session.expect(b"read escape sequence")
+    finally:
+        session.close()
+    (eid,) = sdk.api.inspect_container(sleeper)["ExecIDs"]
+    assert sdk.api.exec_inspect(eid)["Running"] is True  # the shell runs on, detached
+    os.kill(sdk.api.exec_inspect(eid)["Pid"], 9)
+    deadline = time.monotonic() + 10
+    while sdk.api.exec_inspect(eid)["Running"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert sdk.api.exec_inspect(eid)["ExitCode"] == 137
+
+
 def _host_pid(hulld: HullDaemon, sleeper: str, marker: str) -> int:
     """The host pid of the exec'd `sleep <marker>` (found through /proc)."""
     deadline = time.monotonic() + 10
@@ -159,6 +180,7 @@ def test_exec_inspect_and_events(hulld: HullDaemon, sdk: docker.DockerClient, sl
         "OpenStdin": False, "OpenStderr": False, "OpenStdout": True, "CanRemove": False,
         "ContainerID": sleeper, "DetachKeys": "", "Pid": 0,
     }  # fmt: skip
+    assert sdk.api.inspect_container(sleeper)["ExecIDs"] == [eid]
     assert _api(hulld, "POST", f"/exec/{eid}/start", {"Detach": True})[0] == 200
     running = sdk.api.exec_inspect(eid)
     assert running["Running"] is True and running["ExitCode"] is None and running["Pid"] > 0
@@ -172,6 +194,7 @@ def test_exec_inspect_and_events(hulld: HullDaemon, sdk: docker.DockerClient, sl
         time.sleep(0.05)
     done = sdk.api.exec_inspect(eid)
     assert done["ExitCode"] == 0
+    assert sdk.api.inspect_container(sleeper)["ExecIDs"] is None
     assert _api(hulld, "POST", f"/exec/{eid}/start", {"Detach": True})[0] == 409
     events = [json.loads(line) for line in sdk.api.events(since=since, until=time.time() + 0.1, decode=False)]
     actions = [(e["Action"], e["Actor"]["Attributes"].get("execID")) for e in events if "exec" in e["Action"]]
@@ -182,8 +205,14 @@ def test_exec_inspect_and_events(hulld: HullDaemon, sdk: docker.DockerClient, sl
     assert die["Actor"]["ID"] == sleeper
 
 
+def _exec_dirs(hulld: HullDaemon) -> set[str]:
+    """The exec shims' directories: one per exec created and not yet ended."""
+    path = hulld.exec_root / "execs"
+    return set(os.listdir(path)) if path.exists() else set()
+
+
 def test_bad_input_changes_nothing(hulld: HullDaemon, sdk: docker.DockerClient, sleeper: str) -> None:
-    before = len(os.listdir(hulld.exec_root / "execs")) if (hulld.exec_root / "execs").exists() else 0
+    before = _exec_dirs(hulld)
     status, body = _api(hulld, "POST", "/containers/nosuch/exec", {"Cmd": ["true"]})
     assert (status, body["message"]) == (404, "No such container: nosuch")
     status, body = _api(hulld, "POST", f"/containers/{sleeper}/exec", {"Cmd": []})
@@ -198,14 +227,20 @@ def test_bad_input_changes_nothing(hulld: HullDaemon, sdk: docker.DockerClient, 
                          ("POST", "/exec/nosuch/resize?h=1&w=1")):  # fmt: skip
         status, body = _api(hulld, method, path, {} if method == "POST" else None)
         assert (status, body["message"]) == (404, "No such exec instance: nosuch")
+    assert _exec_dirs(hulld) == before
     eid = _api(hulld, "POST", f"/containers/{sleeper}/exec", {"Cmd": ["true"], "Tty": True})[1]["Id"]
     assert _api(hulld, "POST", f"/exec/{eid}/resize?h=x&w=1")[0] == 400
     assert _api(hulld, "POST", f"/exec/{eid}/resize?h=10&w=10")[0] == 409  # not started
     status, body = _api(hulld, "POST", f"/exec/{eid}/start", {"Detach": True, "ConsoleSize": [1]})
     assert status == 400
-    assert sdk.api.exec_inspect(eid)["Running"] is False  # nothing ran
-    after = len(os.listdir(hulld.exec_root / "execs")) if (hulld.exec_root / "execs").exists() else 0
-    assert after == before
+    assert sdk.api.exec_inspect(eid)["Running"] is False  # nothing ran: it can still start
+    status, _ = _api(hulld, "POST", f"/exec/{eid}/start", {"Detach": True, "ConsoleSize": [10, 20]})
+    assert status == 200
+    deadline = time.monotonic() + 10
+    while sdk.api.exec_inspect(eid)["ExitCode"] is None or _exec_dirs(hulld) != before:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert sdk.api.exec_inspect(eid)["ExitCode"] == 0
 
 
 def test_exec_in_a_stopped_container_is_a_conflict(hulld: HullDaemon, sdk: docker.DockerClient) -> None:
@@ -219,8 +254,13 @@ def test_exec_in_a_stopped_container_is_a_conflict(hulld: HullDaemon, sdk: docke
         assert r.stderr == f"Error response from daemon: Container {c.id} is not running\n"
         status, body = _api(hulld, "POST", f"/containers/{c.id}/exec", {"Cmd": ["true"]})
         assert (status, body["message"]) == (409, f"Container {c.id} is not running")
-        # An exec created but never started goes with the container's run, as dockerd forgets it.
+        # An exec created but never started goes with the container's run, as dockerd forgets it,
+        # and so does the shim forked for it
         assert _api(hulld, "GET", f"/exec/{eid}/json")[0] == 404
+        deadline = time.monotonic() + 10
+        while eid in _exec_dirs(hulld):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
         c.start()
         c.pause()
         try:

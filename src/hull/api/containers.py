@@ -189,7 +189,7 @@ def inspect_json(request: web.Request, c: Container) -> dict[str, Any]:
         "MountLabel": "",
         "ProcessLabel": "",
         "AppArmorProfile": "",
-        "ExecIDs": None,
+        "ExecIDs": _manager(request).execs.ids_of(c.id) or None,
         "HostConfig": c.host_config,
         "GraphDriver": {"Data": graph, "Name": c.driver},
         "Mounts": [],

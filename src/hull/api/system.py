@@ -138,7 +138,7 @@ async def info(request: web.Request) -> web.StreamResponse:
             "Isolation": "",
             "InitBinary": "",
             "SecurityOptions": ["name=seccomp,profile=builtin"],
-            "Warnings": None,
+            "Warnings": daemon.warnings or None,
         }
     )
 

@@ -52,6 +52,22 @@ DEFAULT_READONLY_PATHS: tuple[str, ...] = (
     "/proc/sysrq-trigger",
 )
 
+# --init: where the init binary is bind-mounted (read-only) and run as PID 1, as Docker's docker-init.
+INIT_DESTINATION = "/sbin/docker-init"
+
+# The files lxcfs serves with the reader's cgroup limits, bind-mounted from its mount over the
+# container's own (each one lxcfs provides; runc allows exactly these binds inside /proc).
+LXCFS_FILES: tuple[str, ...] = (
+    "/proc/cpuinfo",
+    "/proc/diskstats",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/swaps",
+    "/proc/uptime",
+    "/proc/loadavg",
+    "/sys/devices/system/cpu/online",
+)
+
 # The PATH a container gets when neither its image nor its config sets one.
 DEFAULT_PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 TTY_TERM_ENV = "TERM=xterm"

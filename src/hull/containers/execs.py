@@ -19,16 +19,17 @@ import os
 import secrets
 import shutil
 import signal
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from hull import detachkeys
 from hull.containers.ocispec import host_capabilities, merge_env, process_env
 from hull.containers.record import Container
-from hull.containers.users import resolve_user
+from hull.containers.users import ExecUser, resolve_user
 from hull.errors import Conflict, HullError, InvalidArgument, NotFound
 from hull.runtime.cgroups import prime_migration
-from hull.runtime.spec import CONFIG_FILE, Process
+from hull.runtime.spec import CONFIG_FILE
 from hull.shim.client import ShimClient
 from hull.shim.config import ShimConfig
 
@@ -66,7 +67,8 @@ class ExecRecord:
     running: bool = False
     exit_code: int | None = None
     pid: int = 0
-    shim: ShimClient | None = None
+    shim: ShimClient | None = None  # once running
+    prepared: "asyncio.Task[ShimClient] | None" = None  # the exec shim, forked at create
     launched: asyncio.Event = field(default_factory=asyncio.Event)  # start has run (or failed)
     exited: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -127,6 +129,8 @@ class ExecManager:
         self.daemon = daemon
         self._by_id: dict[str, ExecRecord] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # Per running container: (its StartedAt, its bundle's process, its root path).
+        self._bundles: dict[str, tuple[str, dict[str, Any], str]] = {}
 
     def get(self, exec_id: str) -> ExecRecord:
         rec = self._by_id.get(exec_id)
@@ -182,7 +186,32 @@ class ExecManager:
         )
         self._by_id[rec.id] = rec
         self.daemon.containers._event(c, f"exec_create: {rec.command}", execID=rec.id)
+        # The exec shim is forked now, while the client reads this answer and sends its start:
+        # that start then waits for less. Its errors (an unknown user, say) are the start's.
+        rec.prepared = asyncio.create_task(self._prepare(c, rec))
+        rec.prepared.add_done_callback(lambda t: t.cancelled() or t.exception())  # raised at start, if ever
         return rec
+
+    def _exec_dir(self, rec: ExecRecord) -> str:
+        return os.path.join(self.daemon.config.exec_root, "execs", rec.id)
+
+    async def _prepare(self, c: Container, rec: ExecRecord) -> ShimClient:
+        # The process joins the container's cgroups in some 10 ms: pay the kernel's wait for that now.
+        asyncio.get_running_loop().run_in_executor(None, prime_migration)
+        exec_dir = self._exec_dir(rec)
+        try:
+            # Files to read (the bundle the first time, /etc/passwd for -u) in a worker thread; else at once.
+            if rec.user or self._bundle(c) is None:
+                process = await self.daemon.blocking(self._process, c, rec)
+            else:
+                process = self._process(c, rec)
+            os.makedirs(exec_dir, mode=0o700)
+            assert self.daemon.forkserver is not None
+            await self.daemon.forkserver.spawn_exec(self._shim_config(c, rec, exec_dir), process)
+        except BaseException:
+            shutil.rmtree(exec_dir, ignore_errors=True)
+            raise
+        return ShimClient(exec_dir)
 
     def check_startable(self, rec: ExecRecord) -> Container:
         """What refuses a start before the client's connection is taken over (409s)."""
@@ -209,24 +238,18 @@ class ExecManager:
         self, c: Container, rec: ExecRecord, size: tuple[int, int] | None, attach: bool
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
         self.daemon.containers._event(c, f"exec_start: {rec.command}", execID=rec.id)
-        # The process joins the container's cgroups in some 10 ms: pay the kernel's wait for that now.
-        asyncio.get_running_loop().run_in_executor(None, prime_migration)
-        exec_dir = os.path.join(self.daemon.config.exec_root, "execs", rec.id)
+        assert rec.prepared is not None
+        exec_dir = self._exec_dir(rec)
         try:
-            process = await self.daemon.blocking(self._process, c, rec, size)
-            os.makedirs(exec_dir, mode=0o700)
-            assert self.daemon.forkserver is not None
-            await self.daemon.forkserver.spawn_exec(self._shim_config(c, rec, exec_dir), process)
+            shim = await rec.prepared
         except HullError:
-            shutil.rmtree(exec_dir, ignore_errors=True)
             rec.exit_code = START_FAILED
             raise
-        shim = ShimClient(exec_dir)
         stream = None
         try:
             if attach:
                 stream = await shim.attach(rec.open_stdin, rec.open_stdout, rec.open_stderr)
-            started = await shim.start()
+            started = await shim.start(size if rec.tty else None)
         except HullError:
             if stream is not None:
                 stream[1].close()
@@ -234,9 +257,7 @@ class ExecManager:
             await self._release(shim, exec_dir)
             raise
         rec.shim, rec.pid, rec.running = shim, int(started.get("pid") or 0), True
-        task = asyncio.create_task(self._watch(c, rec, exec_dir))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._track(self._watch(c, rec, exec_dir))
         return stream
 
     def _shim_config(self, c: Container, rec: ExecRecord, exec_dir: str) -> ShimConfig:
@@ -253,27 +274,35 @@ class ExecManager:
             stdin_once=True,  # the end of the client's stdin is the end of the process's
         )
 
-    def _process(self, c: Container, rec: ExecRecord, size: tuple[int, int] | None) -> dict[str, Any]:
+    def _bundle(self, c: Container) -> tuple[dict[str, Any], str] | None:
+        """The container's process and root path from its bundle, if read already in this run."""
+        hit = self._bundles.get(c.id)
+        return hit[1:] if hit is not None and hit[0] == c.state.started_at else None
+
+    def _process(self, c: Container, rec: ExecRecord) -> dict[str, Any]:
         """The OCI process: the container's (from its bundle) with the exec's own settings."""
-        with open(os.path.join(self.daemon.containers.exec_root, c.id, CONFIG_FILE)) as f:
-            spec = json.load(f)
-        process = dict(spec["process"])
-        user = resolve_user(
-            spec["root"]["path"], rec.user or c.config.get("User") or "", c.host_config.get("GroupAdd") or []
-        )
-        process["user"] = {"uid": user.uid, "gid": user.gid, "additionalGids": user.additional_gids}
+        bundle = self._bundle(c)
+        if bundle is None:
+            with open(os.path.join(self.daemon.containers.exec_root, c.id, CONFIG_FILE)) as f:
+                spec = json.load(f)
+            bundle = spec["process"], spec["root"]["path"]
+            self._bundles[c.id] = (c.state.started_at, *bundle)
+        process = dict(bundle[0])
+        if rec.user:
+            user = resolve_user(bundle[1], rec.user, c.host_config.get("GroupAdd") or [])
+            process["user"] = {"uid": user.uid, "gid": user.gid, "additionalGids": user.additional_gids}
+        else:  # the container's user, as its bundle has it resolved already
+            home = next((e[5:] for e in process["env"] if e.startswith("HOME=")), "/")
+            user = ExecUser(process["user"]["uid"], process["user"]["gid"], home=home)
         process["args"] = [rec.entrypoint, *rec.args]
         base = process_env({"Env": c.config.get("Env"), "Tty": rec.tty}, c.config.get("Hostname") or "", user)
         process["env"] = merge_env(base, rec.env)
         process["cwd"] = rec.working_dir or c.config.get("WorkingDir") or "/"
         process["terminal"] = rec.tty
-        process.pop("consoleSize", None)
-        if rec.tty and size is not None:
-            process["consoleSize"] = {"height": size[0], "width": size[1]}
+        process.pop("consoleSize", None)  # the start's, if any, comes with the shim's `start`
         if rec.privileged:
             caps = host_capabilities()
             process["capabilities"] = {k: caps for k in ("bounding", "effective", "permitted", "inheritable")}
-        Process.from_json(process)  # the runtime's checks, here where the client hears of them
         return process
 
     async def _watch(self, c: Container, rec: ExecRecord, exec_dir: str) -> None:
@@ -317,18 +346,40 @@ class ExecManager:
 
     def forget(self, container_id: str) -> None:
         """The container stopped: dockerd unregisters its execs that have not finished (those that
-        ended stay inspectable)."""
-        for exec_id in [r.id for r in self._by_id.values() if r.container_id == container_id and not r.exited.is_set()]:
-            del self._by_id[exec_id]
+        ended stay inspectable); the shims of those never started go."""
+        self._bundles.pop(container_id, None)
+        for rec in [self._by_id[i] for i in self.ids_of(container_id)]:
+            del self._by_id[rec.id]
+            if not rec.started:
+                self._track(self._discard(rec))
+
+    async def _discard(self, rec: ExecRecord) -> None:
+        assert rec.prepared is not None
+        try:
+            shim = await rec.prepared
+        except HullError:
+            return
+        await self._release(shim, self._exec_dir(rec))
+
+    def _track(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def ids_of(self, container_id: str) -> list[str]:
+        """A container's execs that have not ended (inspect's ExecIDs, as dockerd lists them)."""
+        return [r.id for r in self._by_id.values() if r.container_id == container_id and r.exit_code is None]
 
     def remove(self, rec: ExecRecord) -> None:
-        """Drop a record nobody will ask about (a health check's)."""
+        """Drop a record nobody will ask about (a health check's, started or failed to)."""
         self._by_id.pop(rec.id, None)
 
     async def shutdown(self) -> None:
         """The daemon stops and its records with it: no exec may run on unwatched (its shim would wait forever)."""
         for rec in self._by_id.values():
-            if rec.running and rec.shim is not None:
+            if not rec.started:
+                self._track(self._discard(rec))
+            elif rec.running and rec.shim is not None:
                 try:
                     await rec.shim.kill(signal.SIGKILL)
                 except HullError:

@@ -328,7 +328,8 @@ class ContainerManager:
         for key in ("Binds", "PortBindings", "Mounts", "VolumesFrom", "Links"):
             if hc.get(key):
                 raise InvalidArgument(f"{key} is not supported by hull yet (volumes and networks come later)")
-        if hc.get("AutoRemove") and not RestartPolicy.from_host_config(hc).is_none:
+        policy = RestartPolicy.from_host_config(hc)
+        if hc.get("AutoRemove") and not policy.is_none:
             raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
         log_config = hc.get("LogConfig") or {}
         if log_config.get("Type") not in (None, "", "json-file"):
@@ -455,6 +456,8 @@ class ContainerManager:
                 resolv_conf_path=c.resolv_conf_path,
                 namespace_paths=self._namespace_paths(c),
                 cgroup_parent_default=self.daemon.config.cgroup_parent,
+                init_path=self.daemon.config.init_path,
+                lxcfs_root=self.daemon.lxcfs.mount_point if self.daemon.lxcfs is not None else None,
             )
         )
         os.makedirs(exec_dir, mode=0o700, exist_ok=True)
@@ -605,8 +608,6 @@ class ContainerManager:
                 log.warning("container %s: restart failed: %s", c.id, e.message)
                 c.state.running = c.state.restarting = False
                 await self.daemon.blocking(c.save)
-                return
-        self._event(c, "restart")
 
     async def _end_restarting(self, c: Container) -> bool:
         """A user's stop or kill of a container waiting to restart: it stays stopped. False if the

@@ -28,7 +28,7 @@ from typing import Any
 from hull.containers import defaults as D
 from hull.containers import seccomp_profile
 from hull.containers.users import ExecUser, resolve_user
-from hull.errors import InvalidArgument
+from hull.errors import HullError, InvalidArgument
 from hull.runtime.capabilities import CAP_NUMBERS, CAPABILITIES, last_cap
 from hull.runtime.mounts import FLAG_WORDS, PROPAGATION_WORDS
 from hull.runtime.spec import OCI_VERSION, Spec
@@ -89,6 +89,8 @@ class SpecInputs:
     shm_path: str | None = None  # a shareable /dev/shm to bind (IpcMode shareable, container:<x>)
     namespace_paths: dict[str, str] = field(default_factory=dict)  # spec type -> /proc/<pid>/ns/<x>
     cgroup_parent_default: str = D.DEFAULT_CGROUP_PARENT
+    init_path: str = ""  # the daemon's --init binary on the host, bound at /sbin/docker-init with HostConfig.Init
+    lxcfs_root: str | None = None  # the daemon's lxcfs mount point; None: the container sees the host's /proc files
 
 
 @dataclass
@@ -403,7 +405,29 @@ def mounts(inputs: SpecInputs) -> list[dict[str, Any]]:
             out.append({"destination": dest, "type": "bind", "source": sources[dest], "options": list(etc_options)})
     if shm is not None and shm["type"] == "bind":
         out.append(shm)  # Docker lists a shared /dev/shm with the container's own mounts, after the /etc files
+    if inputs.lxcfs_root is not None:
+        out += lxcfs_mounts(inputs.lxcfs_root, taken)
+    if hc.get("Init"):
+        out.append(init_mount(inputs.init_path))
     return out
+
+
+def lxcfs_mounts(root: str, taken: set[str]) -> list[dict[str, Any]]:
+    """Binds of the files lxcfs serves under `root` over the container's own (not over a --tmpfs)."""
+    return [
+        {"destination": f, "type": "bind", "source": root + f, "options": ["bind", "ro"]}
+        for f in D.LXCFS_FILES
+        if os.path.exists(root + f) and not any(f.startswith(t.rstrip("/") + "/") for t in taken)
+    ]
+
+
+def init_mount(path: str) -> dict[str, Any]:
+    """--init: the daemon's init binary, read-only at /sbin/docker-init (Docker's mount)."""
+    if not path or not os.path.isfile(path):
+        raise HullError(
+            f"the --init binary {path or '(none)'} was not found: install Debian's tini or set hulld's --init-path"
+        )
+    return {"destination": D.INIT_DESTINATION, "type": "bind", "source": path, "options": ["bind", "ro"]}
 
 
 def _int_field(hc: Mapping[str, Any], key: str) -> int:
@@ -554,6 +578,8 @@ def build_spec(inputs: SpecInputs) -> dict[str, Any]:
     config, hc = inputs.config, inputs.host_config
     privileged = bool(hc.get("Privileged"))
     args = resolve_command(config)
+    if hc.get("Init"):
+        args = [D.INIT_DESTINATION, "--", *args]  # the init runs the command and forwards signals to it
     security = parse_security_opts(_str_list(hc.get("SecurityOpt"), "SecurityOpt"))
     caps = tweak_capabilities(
         _str_list(hc.get("CapAdd"), "CapAdd"), _str_list(hc.get("CapDrop"), "CapDrop"), privileged

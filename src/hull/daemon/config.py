@@ -1,7 +1,8 @@
 """hulld's configuration: command-line flags over a daemon.json-style file over defaults.
 
 The file uses dockerd's key names (`data-root`, `exec-root`, `hosts`, `storage-driver`,
-`pidfile`, `log-level`, `default-runtime`, `runtimes`, `cgroup-parent`), so a Docker user's
+`pidfile`, `log-level`, `default-runtime`, `runtimes`, `cgroup-parent`, `init-path`; and hull's
+`lxcfs`), so a Docker user's
 daemon.json reads the same; unknown keys are refused, as dockerd refuses them.
 """
 
@@ -20,6 +21,8 @@ DEFAULT_CGROUP_PARENT = "/hull"
 # The built-in runtime: hull-runtime's library driven inside the shim, no extra process.
 BUILTIN_RUNTIME = "hull"
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
+# What --init runs as the container's PID 1: Debian's tini, static (it needs no libc in the image).
+DEFAULT_INIT_PATH = "/usr/bin/tini-static"
 
 
 @dataclass
@@ -34,6 +37,8 @@ class DaemonConfig:
     # name -> path of an OCI runtime binary (dockerd's "runtimes": {"name": {"path": ...}}).
     runtimes: dict[str, str] = field(default_factory=dict)
     cgroup_parent: str = DEFAULT_CGROUP_PARENT
+    init_path: str = DEFAULT_INIT_PATH
+    lxcfs: bool = True  # serve containers' /proc/meminfo, cpuinfo, ... from lxcfs when it is installed
 
     @property
     def pidfile_path(self) -> str:
@@ -68,6 +73,8 @@ _FILE_KEYS = {
     "default-runtime": "default_runtime",
     "runtimes": "runtimes",
     "cgroup-parent": "cgroup_parent",
+    "init-path": "init_path",
+    "lxcfs": "lxcfs",
 }
 
 
@@ -95,6 +102,8 @@ def load_file(path: str, required: bool) -> dict[str, Any]:
         ):
             raise InvalidArgument(f'{path}: runtimes must map names to {{"path": ...}}')
         out["runtimes"] = {k: v["path"] for k, v in rts.items()}
+    if not isinstance(out.get("lxcfs", True), bool):
+        raise InvalidArgument(f"{path}: lxcfs must be true or false")
     return out
 
 

@@ -17,9 +17,11 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from hull.containers.manager import ContainerManager
+from hull.daemon import lxcfs
 from hull.daemon.config import DaemonConfig
 from hull.daemon.events import EventBus
 from hull.distribution.pull import Downloads
+from hull.errors import HullError
 from hull.images.service import ImageService
 from hull.layout import DataRoot
 from hull.runtime.cgroups.hierarchy import mounted_hierarchies, own_cgroups
@@ -41,6 +43,8 @@ class Daemon:
         self.store_lock = asyncio.Lock()
         self.downloads = Downloads()  # blobs being pulled, shared by concurrent pulls
         self.forkserver: ForkServer | None = None
+        self.lxcfs: lxcfs.Lxcfs | None = None  # None: containers see the host's /proc files
+        self.warnings: list[str] = []  # what `info` reports in Warnings
         self.containers = ContainerManager(self)
 
     async def blocking(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
@@ -56,7 +60,22 @@ class Daemon:
         recovery = await self.blocking(self.images.recover)
         log.info("image store recovered: %s", recovery)
         self.forkserver = await ForkServer.start()
+        await self._start_lxcfs()
         await self.containers.restore()
+
+    async def _start_lxcfs(self) -> None:
+        if not self.config.lxcfs:
+            return
+        if not lxcfs.installed():
+            self.warnings.append(lxcfs.NOT_INSTALLED_WARNING)
+            return
+        server = lxcfs.Lxcfs(os.path.join(self.config.exec_root, "lxcfs"))
+        try:
+            await self.blocking(server.ensure)
+        except HullError as e:
+            self.warnings.append(f"WARNING: {e.message}")
+            return
+        self.lxcfs = server
 
     async def stop(self) -> None:
         """Leave containers running (live restore); stop our own helpers."""
@@ -65,6 +84,9 @@ class Daemon:
             await self.forkserver.close()
         if not self.containers.running_ids():
             await self.blocking(remove_empty_cgroup_parent, self.config.cgroup_parent)
+            # Running containers read files of this lxcfs: it stays for them (and the next hulld).
+            if self.lxcfs is not None:
+                await self.blocking(self.lxcfs.stop)
 
 
 def remove_empty_cgroup_parent(parent: str) -> None:

@@ -36,12 +36,26 @@ def parse_args(argv: list[str]) -> tuple[dict[str, object], str | None]:
     p.add_argument("-p", "--pidfile", dest="pidfile")
     p.add_argument("-l", "--log-level", dest="log_level", choices=cfg.LOG_LEVELS)
     p.add_argument("--cgroup-parent", dest="cgroup_parent")
+    p.add_argument("--init-path", dest="init_path", help=f"the --init binary (default {cfg.DEFAULT_INIT_PATH})")
+    p.add_argument(
+        "--lxcfs", dest="lxcfs", type=_parse_bool, nargs="?", const=True,
+        help="serve containers' /proc files from lxcfs (default true; --lxcfs=false turns it off)",
+    )  # fmt: skip
     p.add_argument(
         "--config-file", dest="config_file", help=f"daemon.json-style file (default {cfg.DEFAULT_CONFIG_FILE})"
     )
     ns = vars(p.parse_args(argv))
     config_file = ns.pop("config_file")
     return ns, config_file
+
+
+def _parse_bool(text: str) -> bool:
+    """Go's strconv.ParseBool words, as dockerd's boolean flags take them."""
+    words = {"1": True, "t": True, "true": True, "0": False, "f": False, "false": False}
+    value = words.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"invalid boolean value {text!r}")
+    return value
 
 
 def lock_pidfile(path: str) -> int:

@@ -311,14 +311,17 @@ def exec_process(
     pid_file: str = "",
     preserve_fds: int = 0,
     ignore_paused: bool = False,
+    spec: Spec | None = None,
 ) -> int:
-    """Start `process` inside a running container; return its pid (in our pid namespace)."""
+    """Start `process` inside a running container; return its pid (in our pid namespace).
+    `spec`: the container's, parsed already (a caller that execs often keeps it)."""
     st, status = load(opts, container_id)
     if status == STOPPED:
         raise Conflict("cannot exec in a stopped container")
     if status == PAUSED and not ignore_paused:
         raise Conflict("cannot exec in a paused container (use --ignore-paused to override)")
-    spec = Spec.from_json(st.config, st.bundle)
+    if spec is None:
+        spec = Spec.from_json(st.config, st.bundle)
     join = {n.type: namespaces.proc_ns_path(st.init_pid, n.type) for n in spec.linux.namespaces}
     con = console_sock
     if con is None and process.terminal:

@@ -125,8 +125,10 @@ class ShimClient:
     async def state(self) -> dict[str, Any]:
         return _strip(await self._call("state"))
 
-    async def start(self) -> dict[str, Any]:
-        return _strip(await self._call("start"))
+    async def start(self, console_size: tuple[int, int] | None = None) -> dict[str, Any]:
+        """Start the process; `console_size` (height, width) is an exec's terminal's, from its start."""
+        size = {} if console_size is None else {"height": console_size[0], "width": console_size[1]}
+        return _strip(await self._call("start", **size))
 
     async def kill(self, signal: int, all: bool = False) -> None:  # the daemon's agreed signature
         await self._call("kill", signal=signal, all=all)

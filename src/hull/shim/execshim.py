@@ -47,29 +47,61 @@ def fork_from_request(line: bytes) -> int:
         raise InvalidArgument("exec request: expected {\"exec\": {...}, \"shim\": {...}}")
     from hull.runtime.spec import Process
 
-    Process.from_json(obj["exec"])  # refuse a bad process now, not at start
-    process = obj["exec"]
-    return server.fork_shim(ShimConfig.from_dict(obj.get("shim")), lambda cfg: ExecShim(cfg, process))
+    process = Process.from_json(obj["exec"])  # a bad one is refused now, not at start
+    cfg = ShimConfig.from_dict(obj.get("shim"))
+    if cfg.runtime:
+        return server.fork_shim(cfg, lambda cfg: ExecShim(cfg, _ExternalExec(cfg, obj["exec"])))
+    spec = _container_spec(cfg)
+    return server.fork_shim(cfg, lambda cfg: ExecShim(cfg, _BuiltinExec(cfg, process, spec)))
+
+
+# The containers' parsed specs (by the mtime of their runtime state), kept by the forkserver, where
+# fork_from_request runs: the exec shims it forks inherit them, so a container's spec is parsed
+# once, not per exec.
+_SPECS: dict[str, tuple[int, Any]] = {}
+SPEC_CACHE_SIZE = 64
+
+
+def _container_spec(cfg: ShimConfig) -> Any:
+    from hull.runtime import state
+    from hull.runtime.spec import Spec
+
+    root = cfg.runtime_root or state.Options().root
+    try:
+        mtime = os.stat(os.path.join(state.container_dir(root, cfg.id), state.STATE_FILE)).st_mtime_ns
+    except FileNotFoundError:
+        return None  # exec_process says what is wrong
+    hit = _SPECS.get(cfg.id)
+    if hit is None or hit[0] != mtime:
+        st = state.load(root, cfg.id)
+        hit = _SPECS[cfg.id] = (mtime, Spec.from_json(st.config, st.bundle))
+        while len(_SPECS) > SPEC_CACHE_SIZE:
+            del _SPECS[next(iter(_SPECS))]
+    return hit[1]
 
 
 class _BuiltinExec(oci.BuiltinRuntime):
     """BuiltinRuntime whose `create` (stdio lent to the child, the pty master received) runs an exec."""
 
-    def __init__(self, cfg: ShimConfig, process: dict[str, Any]) -> None:
+    def __init__(self, cfg: ShimConfig, process: Any, spec: Any) -> None:
         super().__init__(cfg)
-        from hull.runtime.spec import Process
-
-        self._exec = _ExecAsCreate(self._c, Process.from_json(process))
+        self._exec = _ExecAsCreate(self._c, process, spec)
         self._c = self._exec  # type: ignore[assignment]  # BuiltinRuntime.create calls self._c.create
+
+    def console_size(self, height: int, width: int) -> None:
+        self._exec.process.console_size = (height, width)
 
 
 class _ExecAsCreate:
-    def __init__(self, container: Any, process: Any) -> None:
+    def __init__(self, container: Any, process: Any, spec: Any) -> None:
         self._container = container
-        self._process = process
+        self.process = process
+        self._spec = spec
 
     def create(self, opts: Any, container_id: str, bundle: str, *, console_sock: Any) -> Any:
-        pid = self._container.exec_process(opts, container_id, self._process, console_sock=console_sock)
+        pid = self._container.exec_process(
+            opts, container_id, self.process, console_sock=console_sock, spec=self._spec
+        )
         return SimpleNamespace(init_pid=pid)
 
 
@@ -79,26 +111,38 @@ class _ExternalExec(oci.ExternalRuntime):
     def __init__(self, cfg: ShimConfig, process: dict[str, Any]) -> None:
         super().__init__(cfg, [cfg.runtime])
         self._process_file = os.path.join(cfg.exec_dir, PROCESS_FILE)
-        with open(self._process_file, "w") as f:
-            json.dump(process, f)
+        self._process = process
+
+    def console_size(self, height: int, width: int) -> None:
+        self._process["consoleSize"] = {"height": height, "width": width}
 
     def _run(self, verb: str, args: list[str], stdio: oci.Stdio | None = None) -> None:
         if verb == "create":  # args: --bundle B --pid-file F [--console-socket S] ID
+            with open(self._process_file, "w") as f:
+                json.dump(self._process, f)
             verb, args = "exec", ["--detach", "--process", self._process_file, *args[2:]]
         super()._run(verb, args, stdio)
 
 
+ExecRuntime = _BuiltinExec | _ExternalExec
+
+
 class ExecShim(server.Shim):
-    def __init__(self, cfg: ShimConfig, process: dict[str, Any]) -> None:
+    def __init__(self, cfg: ShimConfig, exec_runtime: ExecRuntime) -> None:
         super().__init__(cfg)
         self.may_slim = False  # an exec is short; and the lean monitor knows no exec runtime
-        self.exec_runtime = _ExternalExec(cfg, process) if cfg.runtime else _BuiltinExec(cfg, process)
+        self.exec_runtime = exec_runtime
         self.runtime = _Deferred(self)
         self.stdio: list[int] = []
 
     def op_start(self, conn: Conn, req: dict[str, Any]) -> dict[str, Any]:
         if self.status != CREATED or self.exit is not None:
             raise Conflict("the exec has been started already")
+        size = (req.get("height"), req.get("width"))
+        if size != (None, None):  # the terminal's size from the exec's start
+            if not all(type(v) is int and 0 <= v < 65536 for v in size):
+                raise InvalidArgument(f"start: height and width must be integers from 0 to 65535, got {size!r}")
+            self.exec_runtime.console_size(int(size[0]), int(size[1]))  # type: ignore[arg-type]  # ints: checked
         try:
             self.init_pid, self.master = self.exec_runtime.create((self.stdio[0], self.stdio[1], self.stdio[2]))
         finally:

@@ -522,8 +522,8 @@ def cmd_exec(ctx: Context, a: argparse.Namespace) -> int:
     info = client.get(f"{_c(a.container)}/json")
     body = {
         "User": a.user, "Privileged": a.privileged, "Tty": a.tty, "AttachStdin": a.interactive and not a.detach,
-        "AttachStderr": not a.detach, "AttachStdout": not a.detach, "Detach": a.detach, "DetachKeys": "",
-        "Env": a.env or None, "WorkingDir": a.workdir, "Cmd": a.command,
+        "AttachStderr": not a.detach, "AttachStdout": not a.detach, "Detach": a.detach,
+        "DetachKeys": a.detach_keys or "", "Env": a.env or None, "WorkingDir": a.workdir, "Cmd": a.command,
     }  # fmt: skip
     exec_id = client.post(f"{_c(info['Id'])}/exec", None, body)["Id"]
     if a.detach:
