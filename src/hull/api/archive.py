@@ -57,7 +57,7 @@ async def get_archive(request: web.Request) -> web.StreamResponse:
         writer = bodies.ResponseWriter(request, web.StreamResponse(headers=headers))
         await daemon.blocking(archive.write_path, root, path, ident, writer)
         await writer.finish()
-    daemon.containers._event(c, "archive-path")
+    daemon.containers.publish_event(c, "archive-path")
     return writer.response
 
 
@@ -78,7 +78,7 @@ async def put_archive(request: web.Request) -> web.StreamResponse:
             archive.extract_to_dir, root, path, ident, bodies.RequestBody(request),
             no_overwrite_dir_non_dir=no_overwrite, owner=owner,
         )  # fmt: skip
-    daemon.containers._event(c, "extract-to-dir")
+    daemon.containers.publish_event(c, "extract-to-dir")
     return web.Response(status=200)
 
 

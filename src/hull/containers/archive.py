@@ -29,7 +29,7 @@ from typing import BinaryIO
 
 from hull.errors import HullError, InvalidArgument, NotFound
 from hull.runtime.securejoin import resolve_in_root
-from hull.storage.archive import _Extractor, _TarWriter, _walk, header_from_stat
+from hull.storage.archive import Extractor, TarWriter, header_from_stat, walk_tree
 
 # Go's os.FileMode type bits, which Docker's stat header carries (permissions are the low 9 bits).
 _GO_DIR = 1 << 31
@@ -198,14 +198,14 @@ def write_path(root: str, path: str, container: str, out: BinaryIO, name: str | 
     target = _Target(root, path, container)
     try:
         name = name or _go_base(target.abs_path)
-        writer = _TarWriter(out, None)
+        writer = TarWriter(out, None)
         if stat.S_ISDIR(target.st.st_mode):
             top = target.dir_fd if target.base is None else os.open(target.base, _DIR_FLAGS, dir_fd=target.dir_fd)
             try:
                 header = header_from_stat(name, target.st)
                 assert header is not None  # a directory always has one
                 writer.header(header)
-                for rel, dfd, entry, st in _walk(top, header.name):
+                for rel, dfd, entry, st in walk_tree(top, header.name):
                     writer.entry(rel, dfd, entry, st)
             finally:
                 if top != target.dir_fd:
@@ -233,7 +233,7 @@ class _MemberContent:
             yield memoryview(chunk)
 
 
-def _check_no_overwrite(extractor: _Extractor, member: tarfile.TarInfo) -> None:
+def _check_no_overwrite(extractor: Extractor, member: tarfile.TarInfo) -> None:
     """Docker's NoOverwriteDirNonDir: a directory never replaces a non-directory, nor the other way round."""
     parts = extractor._clean(member.name, member.name)
     if not parts:
@@ -282,7 +282,7 @@ def extract(
     component; `links_inside` refuses relative symlinks that climb out of `dest` (the CLI's rule
     for the host side). Raises InvalidArgument for a bad archive or a refused entry.
     """
-    extractor = _Extractor(dest, "delete")
+    extractor = Extractor(dest, "delete")
     current = "(header)"
     try:
         with tarfile.open(fileobj=stream, mode="r|*", encoding="utf-8", errors="surrogateescape") as tar:

@@ -185,7 +185,7 @@ class ExecManager:
             detach_keys=str(keys),
         )
         self._by_id[rec.id] = rec
-        self.daemon.containers._event(c, f"exec_create: {rec.command}", execID=rec.id)
+        self.daemon.containers.publish_event(c, f"exec_create: {rec.command}", execID=rec.id)
         # The exec shim is forked now, while the client reads this answer and sends its start:
         # that start then waits for less. Its errors (an unknown user, say) are the start's.
         rec.prepared = asyncio.create_task(self._prepare(c, rec))
@@ -237,7 +237,7 @@ class ExecManager:
     async def _launch(
         self, c: Container, rec: ExecRecord, size: tuple[int, int] | None, attach: bool
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
-        self.daemon.containers._event(c, f"exec_start: {rec.command}", execID=rec.id)
+        self.daemon.containers.publish_event(c, f"exec_start: {rec.command}", execID=rec.id)
         assert rec.prepared is not None
         exec_dir = self._exec_dir(rec)
         try:
@@ -315,7 +315,7 @@ class ExecManager:
             log.warning("exec %s: lost its shim: %s", rec.id, e.message)
             rec.exit_code = 255
         rec.running = False
-        self.daemon.containers._event(c, "exec_die", execID=rec.id, exitCode=str(rec.exit_code))
+        self.daemon.containers.publish_event(c, "exec_die", execID=rec.id, exitCode=str(rec.exit_code))
         rec.exited.set()
         await self._release(rec.shim, exec_dir)
 

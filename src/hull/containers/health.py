@@ -189,4 +189,4 @@ class HealthMonitors:
                 health["Status"] = UNHEALTHY
         health["Log"] = [*health["Log"], result][-MAX_LOG_ENTRIES:]
         if health["Status"] != old:
-            self.manager._event(c, f"health_status: {health['Status']}")
+            self.manager.publish_event(c, f"health_status: {health['Status']}")

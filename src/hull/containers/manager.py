@@ -138,7 +138,8 @@ class ContainerManager:
     def lock(self, cid: str) -> asyncio.Lock:
         return self._locks.setdefault(cid, asyncio.Lock())
 
-    def _event(self, c: Container, action: str, **extra: str) -> None:
+    def publish_event(self, c: Container, action: str, **extra: str) -> None:
+        """A container event as Docker publishes them: image, name and labels as attributes, plus `extra`."""
         attrs = {"image": c.image_name, "name": c.name}
         attrs.update({k: str(v) for k, v in (c.config.get("Labels") or {}).items()})
         attrs.update(extra)
@@ -283,7 +284,7 @@ class ContainerManager:
             await self.daemon.locked(self._remove_incomplete, cid, c.directory)
             raise
         self._by_id[cid] = c
-        self._event(c, "create")
+        self.publish_event(c, "create")
         return c, warnings
 
     def _reserve_name(self, name: str, cid: str) -> str:
@@ -440,7 +441,7 @@ class ContainerManager:
         c.has_been_started_before = True
         c.has_been_manually_stopped = False
         await self.daemon.blocking(c.save)
-        self._event(c, "start")
+        self.publish_event(c, "start")
         self._watch(c, live)
         self.health.start(c)
 
@@ -573,8 +574,8 @@ class ContainerManager:
             if c.id in self._by_id:
                 await self.daemon.blocking(c.save)
             if oom:
-                self._event(c, "oom")
-            self._event(c, "die", exitCode=str(code))
+                self.publish_event(c, "oom")
+            self.publish_event(c, "die", exitCode=str(code))
             if live is not None:
                 live.exited.set()
             for fut in self._exit_waiters.pop(c.id, []):
@@ -667,11 +668,11 @@ class ContainerManager:
         if self._kill_ends_policy(c, sig):
             self._restart_manager(c).cancel()
         await shim.kill(sig)
-        self._event(c, "kill", signal=str(sig))
+        self.publish_event(c, "kill", signal=str(sig))
 
     async def stop(self, c: Container, timeout: int | None = None, sig: int | None = None) -> None:
         if c.state.restarting and await self._end_restarting(c):
-            self._event(c, "stop")
+            self.publish_event(c, "stop")
             return
         live = self._live.get(c.id)
         if live is None or not c.state.running:
@@ -685,18 +686,18 @@ class ContainerManager:
             timeout = DEFAULT_STOP_TIMEOUT if configured is None else int(configured)
         try:
             await live.shim.kill(sig)
-            self._event(c, "kill", signal=str(sig))
+            self.publish_event(c, "kill", signal=str(sig))
         except HullError:
             pass  # it may have exited meanwhile
         if timeout < 0 or not await self._wait_exited(live, timeout):
             if timeout >= 0:
                 try:
                     await live.shim.kill(signal.SIGKILL, all=True)
-                    self._event(c, "kill", signal=str(int(signal.SIGKILL)))
+                    self.publish_event(c, "kill", signal=str(int(signal.SIGKILL)))
                 except HullError:
                     pass
             await live.exited.wait()
-        self._event(c, "stop")
+        self.publish_event(c, "stop")
 
     async def _wait_exited(self, live: _Live, timeout: float) -> bool:
         try:
@@ -709,7 +710,7 @@ class ContainerManager:
         if c.state.running:
             await self.stop(c, timeout, sig)
         await self.start(c)
-        self._event(c, "restart")
+        self.publish_event(c, "restart")
 
     def is_running(self, cid: str) -> bool:
         c = self._by_id.get(cid)
@@ -728,7 +729,7 @@ class ContainerManager:
         await shim.pause()
         c.state.paused = True
         await self.daemon.blocking(c.save)
-        self._event(c, "pause")
+        self.publish_event(c, "pause")
 
     async def unpause(self, c: Container) -> None:
         shim = self._running_shim(c)
@@ -737,7 +738,7 @@ class ContainerManager:
         await shim.resume()
         c.state.paused = False
         await self.daemon.blocking(c.save)
-        self._event(c, "unpause")
+        self.publish_event(c, "unpause")
 
     async def resize(self, c: Container, height: int, width: int) -> None:
         await self._running_shim(c).resize(height, width)
@@ -806,7 +807,7 @@ class ContainerManager:
             self._locks.pop(c.id, None)
             self._fail_pending_attach(c.id, NotFound(f"No such container: {c.id}"))
             self._recently_removed[c.id] = (time.monotonic(), c.state.exit_code)
-            self._event(c, "destroy")
+            self.publish_event(c, "destroy")
             for fut in self._remove_waiters.pop(c.id, []):
                 if not fut.done():
                     fut.set_result(c.state.exit_code)
@@ -823,7 +824,7 @@ class ContainerManager:
         c.name = new_name
         del self._names[old]
         await self.daemon.blocking(c.save)
-        self._event(c, "rename", oldName="/" + old)
+        self.publish_event(c, "rename", oldName="/" + old)
 
     async def update(self, c: Container, body: dict[str, Any]) -> list[str]:
         """POST /containers/{id}/update: new limits and restart policy into the HostConfig, written
@@ -849,7 +850,7 @@ class ContainerManager:
             if c.id in self._restarts:
                 self._restarts[c.id].policy = RestartPolicy.from_host_config(c.host_config)
             await self.daemon.blocking(c.save)
-        self._event(c, "update")
+        self.publish_event(c, "update")
         return warnings
 
     def is_image_in_use(self, image_id: str) -> bool:

@@ -227,12 +227,12 @@ def _set_owner_and_mode(fd: int, m: tarfile.TarInfo) -> None:
 
 
 class _ContentSource(Protocol):
-    """Where `_Extractor` takes a member's content from: the layer stream, or what was read already."""
+    """Where `Extractor` takes a member's content from: the layer stream, or what was read already."""
 
     def content(self, name: str) -> Iterator[memoryview]: ...
 
 
-class _Extractor:
+class Extractor:
     """Writes tar members into `dest` under the safety contract of the module docstring."""
 
     def __init__(self, dest: str, whiteouts: WhiteoutMode) -> None:
@@ -602,7 +602,7 @@ def apply_layer(stream: Readable, dest: str, *, whiteouts: WhiteoutMode) -> Appl
     recorder = TarSplitRecorder()
     layer = _LayerStream(source)
     try:
-        extractor = _Extractor(dest, whiteouts)
+        extractor = Extractor(dest, whiteouts)
     except OSError as e:
         raise HullError(f"applying layer: cannot open {dest}: {e.strerror or e}") from e
     current = "(header)"
@@ -651,7 +651,7 @@ def apply_layer(stream: Readable, dest: str, *, whiteouts: WhiteoutMode) -> Appl
 
 
 def _record_member(
-    member: tarfile.TarInfo, layer: _LayerStream, extractor: _Extractor, recorder: TarSplitRecorder
+    member: tarfile.TarInfo, layer: _LayerStream, extractor: Extractor, recorder: TarSplitRecorder
 ) -> None:
     """Extract one member and record it for tar-split: header segment, file entry, padding segment."""
     if member.sparse is not None:
@@ -857,7 +857,7 @@ def _split_name(h: TarHeader) -> bytes:
     return name.encode("utf-8", "surrogateescape")
 
 
-class _TarWriter:
+class TarWriter:
     """Writes a layer tar to `out`, hashing it for the diff id and feeding an optional tar-split recorder."""
 
     def __init__(self, out: BinaryIO, recorder: TarSplitRecorder | None) -> None:
@@ -1006,7 +1006,7 @@ def header_from_stat(rel: str, st: os.stat_result) -> TarHeader | None:
     return h
 
 
-def _walk(dfd: int, prefix: str) -> Iterator[tuple[str, int, str, os.stat_result]]:
+def walk_tree(dfd: int, prefix: str) -> Iterator[tuple[str, int, str, os.stat_result]]:
     """(relative path, parent fd, name, lstat) of everything below `dfd`, parents first, names in byte order."""
     with os.scandir(dfd) as it:
         entries = sorted(it, key=lambda e: os.fsencode(e.name))
@@ -1017,7 +1017,7 @@ def _walk(dfd: int, prefix: str) -> Iterator[tuple[str, int, str, os.stat_result
         if stat.S_ISDIR(st.st_mode):
             cfd = os.open(entry.name, _DIR_FLAGS, dir_fd=dfd)
             try:
-                yield from _walk(cfd, rel + "/")
+                yield from walk_tree(cfd, rel + "/")
             finally:
                 os.close(cfd)
 
@@ -1039,11 +1039,11 @@ def _open_root(path: str) -> int:
     return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
 
-def _overlay_entries(writer: _TarWriter, root: int) -> Iterator[tuple[TarHeader, int, str]]:
+def _overlay_entries(writer: TarWriter, root: int) -> Iterator[tuple[TarHeader, int, str]]:
     """Write every node of an overlay upper directory to `writer`; yield each header written, with
     the node's (directory fd, name). Whiteout devices become `.wh.NAME` entries; an opaque
     directory is followed by its `.wh..wh..opq` entry."""
-    for rel, dfd, name, st in _walk(root, ""):
+    for rel, dfd, name, st in walk_tree(root, ""):
         if _is_whiteout_device(st):
             parent, _, base = rel.rpartition("/")
             wh = TarHeader(
@@ -1075,7 +1075,7 @@ def write_overlay_diff(upper_dir: str, out: BinaryIO, *, tar_split: TarSplitReco
     Whiteout devices become `.wh.NAME` entries; an opaque directory is followed by its
     `.wh..wh..opq` entry. `tar_split`, if given, is fed the tar as it is written.
     """
-    writer = _TarWriter(out, tar_split)
+    writer = TarWriter(out, tar_split)
     root = _open_root(upper_dir)
     try:
         for _ in _overlay_entries(writer, root):
@@ -1126,7 +1126,7 @@ class _Kept:
 
 
 def _member(h: TarHeader) -> tarfile.TarInfo:
-    """The TarInfo that parsing `h`'s encoded header would give (what _Extractor takes)."""
+    """The TarInfo that parsing `h`'s encoded header would give (what Extractor takes)."""
     m = tarfile.TarInfo(h.name.rstrip("/") if h.typeflag == tarfile.DIRTYPE else h.name)
     m.type, m.mode, m.uid, m.gid, m.size, m.mtime = h.typeflag, h.mode, h.uid, h.gid, h.size, h.mtime
     m.linkname, m.devmajor, m.devminor = h.linkname, h.devmajor, h.devminor
@@ -1142,9 +1142,9 @@ def copy_overlay_diff(upper_dir: str, dest: str) -> AppliedLayer:
     is commit's path on overlay2, where parsing the tar again was a third of the apply's time.
     """
     recorder = TarSplitRecorder()
-    writer = _TarWriter(cast(BinaryIO, _Discard()), recorder)
+    writer = TarWriter(cast(BinaryIO, _Discard()), recorder)
     try:
-        extractor = _Extractor(dest, "overlay")
+        extractor = Extractor(dest, "overlay")
     except OSError as e:
         raise HullError(f"copying layer: cannot open {dest}: {e.strerror or e}") from e
     root = _open_root(upper_dir)
@@ -1170,10 +1170,10 @@ def copy_overlay_diff(upper_dir: str, dest: str) -> AppliedLayer:
 
 def write_tree(root_dir: str, out: BinaryIO, *, tar_split: TarSplitRecorder | None = None) -> str:
     """Write the whole filesystem below `root_dir` as a tar (`docker export`); returns its digest as a diff id."""
-    writer = _TarWriter(out, tar_split)
+    writer = TarWriter(out, tar_split)
     root = _open_root(root_dir)
     try:
-        for rel, dfd, name, st in _walk(root, ""):
+        for rel, dfd, name, st in walk_tree(root, ""):
             writer.entry(rel, dfd, name, st)
     except OSError as e:
         raise HullError(f"writing tar of {root_dir}: {e.strerror or e}") from e
@@ -1248,7 +1248,7 @@ def overlay_changes(upper_dir: str, lower_dirs: Sequence[str] = ()) -> list[Chan
     changed_dirs: set[str] = set()
     root = _open_root(upper_dir)
     try:
-        for rel, dfd, name, st in _walk(root, ""):
+        for rel, dfd, name, st in walk_tree(root, ""):
             path = "/" + rel
             kind = ChangeKind.ADD
             if _is_whiteout_device(st) or (
@@ -1374,7 +1374,7 @@ def write_dir_diff(parent_dir: str, child_dir: str, out: BinaryIO, *, tar_split:
     Added and modified entries are written from `child_dir`, deletions as whiteouts (mtime 0
     where Docker puts the current time: the same change must give the same diff id).
     """
-    writer = _TarWriter(out, tar_split)
+    writer = TarWriter(out, tar_split)
     root = _open_root(child_dir)
     opened: tuple[str, int] | None = None  # the last parent directory, kept for its siblings
     try:
