@@ -13,18 +13,27 @@ Fixtures:
 - `busybox_rootfs` (session): a busybox root filesystem, built once; never modify it.
 - `bundle` (function): a fresh OCI bundle `<tmp_path>/bundle` with its own copy of that rootfs
   in `rootfs/` and the default config.json of `hull-runtime spec`.
+- `hulld` (module): a private hulld (hull.testing.hulld) with busybox:latest imported, shared by
+  a test module; `own_hulld` (function): one a test may take down (kill, restart) itself.
+- `registry` (module): a private docker-registry on 127.0.0.1 (hull.testing.registry).
 """
 
 import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from hull.testing.busybox import build_busybox_rootfs
+
+if TYPE_CHECKING:
+    from hull.testing.hulld import HullDaemon
+    from hull.testing.registry import LocalRegistry
 
 # Property tests share two cores with container tests: time limits would make them flaky.
 settings.register_profile("hull", deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -106,3 +115,35 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         print(f"{header}\n{found}")
     if session.exitstatus == 0:
         session.exitstatus = 1
+
+
+def _hulld_with_busybox(rootfs: Path) -> "Iterator[HullDaemon]":
+    from hull.testing.hulld import HullDaemon
+
+    d = HullDaemon()
+    try:
+        d.import_busybox(rootfs)
+        yield d
+    finally:
+        d.stop()
+
+
+@pytest.fixture(scope="module")
+def hulld(busybox_rootfs: Path) -> "Iterator[HullDaemon]":
+    yield from _hulld_with_busybox(busybox_rootfs)
+
+
+@pytest.fixture
+def own_hulld(busybox_rootfs: Path) -> "Iterator[HullDaemon]":
+    yield from _hulld_with_busybox(busybox_rootfs)
+
+
+@pytest.fixture(scope="module")
+def registry() -> "Iterator[LocalRegistry]":
+    from hull.testing.registry import LocalRegistry
+
+    r = LocalRegistry()
+    try:
+        yield r
+    finally:
+        r.stop()

@@ -3,7 +3,6 @@ for each engine of the `engine` fixture (hulld, and dockerd as the reference).""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -15,14 +14,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.container
 
-
-@pytest.fixture(scope="module")
-def registry() -> Iterator[LocalRegistry]:
-    r = LocalRegistry()
-    try:
-        yield r
-    finally:
-        r.stop()
 
 
 def test_push_rmi_pull_run(engine: Engine, registry: LocalRegistry) -> None:

@@ -21,15 +21,6 @@ HULL = str(Path(sys.executable).parent / "hull")
 PROMPT = rb"/ # "
 
 
-@pytest.fixture(scope="module")
-def hulld(busybox_rootfs: Path) -> Iterator[HullDaemon]:
-    d = HullDaemon()
-    try:
-        d.import_busybox(busybox_rootfs)
-        yield d
-    finally:
-        d.stop()
-
 
 @pytest.fixture
 def name(hulld: HullDaemon) -> Iterator[str]:

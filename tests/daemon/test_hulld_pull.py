@@ -9,13 +9,12 @@ import subprocess
 import tarfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from hull.distribution import mediatypes as mt
 from hull.images import ids
+from hull.images import mediatypes as mt
 from hull.testing.dockerd import DockerDaemon
 from hull.testing.hulld import HullDaemon
 from hull.testing.layers import make_layer_tar
@@ -23,14 +22,6 @@ from hull.testing.registry import LocalRegistry
 
 pytestmark = pytest.mark.container
 
-
-@pytest.fixture(scope="module")
-def registry() -> Iterator[LocalRegistry]:
-    r = LocalRegistry()
-    try:
-        yield r
-    finally:
-        r.stop()
 
 
 def push_image(reg: LocalRegistry, repo: str, tag: str, files: dict[str, bytes], arch: str = "amd64") -> str:

@@ -3,7 +3,6 @@
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,14 +13,6 @@ from hull.testing.registry import LocalRegistry
 
 pytestmark = pytest.mark.container
 
-
-@pytest.fixture(scope="module")
-def registry() -> Iterator[LocalRegistry]:
-    r = LocalRegistry()
-    try:
-        yield r
-    finally:
-        r.stop()
 
 
 def _aux_digest(output: str) -> str:

@@ -3,8 +3,6 @@
 import os
 import signal
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import docker
 import pytest
@@ -13,16 +11,6 @@ from hull.testing.hulld import HullDaemon
 
 pytestmark = pytest.mark.container
 
-
-@pytest.fixture
-def own_hulld(busybox_rootfs: Path) -> Iterator[HullDaemon]:
-    """A daemon of this test's own: these tests take it down."""
-    d = HullDaemon()
-    try:
-        d.import_busybox(busybox_rootfs)
-        yield d
-    finally:
-        d.stop()
 
 
 def _client(d: HullDaemon) -> docker.DockerClient:

@@ -3,7 +3,6 @@
 import itertools
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -109,15 +108,6 @@ def test_bad_restart_policy_is_refused_and_creates_nothing(hulld: HullDaemon) ->
         assert status == 400 and message in out["message"]
     assert hulld.request("GET", "/containers/json?all=1")[1] == before
 
-
-@pytest.fixture
-def own_hulld(busybox_rootfs: Path) -> Iterator[HullDaemon]:
-    d = HullDaemon()
-    try:
-        d.import_busybox(busybox_rootfs)
-        yield d
-    finally:
-        d.stop()
 
 
 def test_daemon_start_brings_back_always_but_not_stopped_unless_stopped(own_hulld: HullDaemon) -> None:

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from hull.errors import InvalidArgument, NotFound
 from hull.images import ids, tarexport
+from hull.images import mediatypes as mt
 from hull.images.service import ImageService
 from hull.images.tarexport import InvalidArchive
 from hull.layout import DataRoot
@@ -150,8 +151,8 @@ def oci_image(image: Img, blobs: dict[str, bytes], compress: str = "gzip") -> by
         layer_descs.append(descriptor(media, blob))
     blobs[image.id] = image.config
     manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": tarexport.MEDIA_OCI_MANIFEST,
-        "config": descriptor(tarexport.MEDIA_OCI_CONFIG, image.config), "layers": layer_descs,
+        "schemaVersion": 2, "mediaType": mt.OCI_MANIFEST,
+        "config": descriptor(mt.OCI_CONFIG, image.config), "layers": layer_descs,
     }).encode()  # fmt: skip
     blobs[sha(manifest)] = manifest
     return manifest
@@ -397,16 +398,16 @@ def test_an_oci_layout_loads_the_manifest_for_this_platform(service: ImageServic
     amd64 = oci_image(APP, blobs, compress="gzip")
     arm = Img([BASE], [], config_of([BASE], architecture="arm64"))
     arm64 = oci_image(arm, blobs)
-    index = json.dumps({"schemaVersion": 2, "mediaType": tarexport.MEDIA_OCI_INDEX, "manifests": [
-        descriptor(tarexport.MEDIA_OCI_MANIFEST, arm64, platform={"os": "linux", "architecture": "arm64"}),
-        descriptor(tarexport.MEDIA_OCI_MANIFEST, amd64, platform={"os": "linux", "architecture": "amd64"}),
+    index = json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [
+        descriptor(mt.OCI_MANIFEST, arm64, platform={"os": "linux", "architecture": "arm64"}),
+        descriptor(mt.OCI_MANIFEST, amd64, platform={"os": "linux", "architecture": "amd64"}),
     ]}).encode()  # fmt: skip
     blobs[sha(index)] = index
     tool = oci_image(TOOL, blobs, compress="zstd")
     layout = oci_layout([
-        descriptor(tarexport.MEDIA_OCI_INDEX, index, annotations={"io.containerd.image.name": "docker.io/hull/app:3"}),
-        descriptor(tarexport.MEDIA_OCI_MANIFEST, tool, annotations={"org.opencontainers.image.ref.name": "tool:9"}),
-        descriptor(tarexport.MEDIA_OCI_MANIFEST, tool, annotations={"org.opencontainers.image.ref.name": "9"}),
+        descriptor(mt.OCI_INDEX, index, annotations={"io.containerd.image.name": "docker.io/hull/app:3"}),
+        descriptor(mt.OCI_MANIFEST, tool, annotations={"org.opencontainers.image.ref.name": "tool:9"}),
+        descriptor(mt.OCI_MANIFEST, tool, annotations={"org.opencontainers.image.ref.name": "9"}),
     ], blobs)  # fmt: skip
     result = load_bytes(service, layout)
     assert result.format == "oci-layout"
@@ -454,7 +455,7 @@ def truncated_archive() -> bytes:
 def oci_with(mutate: str) -> bytes:
     blobs: dict[str, bytes] = {}
     manifest = oci_image(APP, blobs)
-    desc = descriptor(tarexport.MEDIA_OCI_MANIFEST, manifest, annotations={"org.opencontainers.image.ref.name": "a:1"})
+    desc = descriptor(mt.OCI_MANIFEST, manifest, annotations={"org.opencontainers.image.ref.name": "a:1"})
     layout = b'{"imageLayoutVersion": "1.0.0"}'
     if mutate == "blob-digest":  # the same layer, but not the blob the digest names (another gzip header)
         blobs[sha(gzip.compress(MIDDLE, mtime=0))] = gzip.compress(MIDDLE, mtime=12345)
@@ -468,9 +469,9 @@ def oci_with(mutate: str) -> bytes:
         layout = b'{"imageLayoutVersion": "9.9.9"}'
     elif mutate == "platform":
         index = json.dumps({"schemaVersion": 2, "manifests": [descriptor(
-            tarexport.MEDIA_OCI_MANIFEST, manifest, platform={"os": "linux", "architecture": "s390x"})]}).encode()
+            mt.OCI_MANIFEST, manifest, platform={"os": "linux", "architecture": "s390x"})]}).encode()
         blobs[sha(index)] = index
-        desc = descriptor(tarexport.MEDIA_OCI_INDEX, index)
+        desc = descriptor(mt.OCI_INDEX, index)
     elif mutate == "bad-name":
         desc["annotations"] = {"io.containerd.image.name": "no spaces allowed:1"}
     return oci_layout([desc], blobs, layout=layout)

@@ -9,9 +9,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from hull.distribution import mediatypes as mt
 from hull.errors import InvalidArgument
 from hull.images import ids
+from hull.images import mediatypes as mt
 from hull.images.platform import Platform
 
 

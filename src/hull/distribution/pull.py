@@ -63,14 +63,10 @@ class PullRequest:
     insecure: bool = False
 
 
-class Puller:
-    def __init__(
-        self, service: ImageService, locked: Blocking, blocking: Blocking, downloads: Downloads, progress: Progress
-    ) -> None:
-        self.service = service
-        self.locked = locked
-        self.blocking = blocking
-        self.downloads = downloads
+class Reporter:
+    """Docker's JSON progress messages (`{"status", "id", "progressDetail"}`) for pull and push."""
+
+    def __init__(self, progress: Progress) -> None:
         self.progress = progress
 
     async def _say(self, status: str, ident: str | None = None, **detail: Any) -> None:
@@ -79,6 +75,17 @@ class Puller:
             msg["progressDetail"] = detail
             msg["id"] = ident
         await self.progress(msg)
+
+
+class Puller(Reporter):
+    def __init__(
+        self, service: ImageService, locked: Blocking, blocking: Blocking, downloads: Downloads, progress: Progress
+    ) -> None:
+        super().__init__(progress)
+        self.service = service
+        self.locked = locked
+        self.blocking = blocking
+        self.downloads = downloads
 
     async def pull(self, req: PullRequest) -> str:
         """Pull `req.ref`; returns the image id."""

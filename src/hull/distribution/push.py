@@ -12,16 +12,15 @@ manifest (Docker schema 2) goes last, so the registry never names a layer it doe
 import json
 import os
 import tempfile
-from collections.abc import Awaitable, Callable
-from typing import IO, Any
+from typing import IO
 
 import aiohttp
 
-from hull.distribution import mediatypes as mt
-from hull.distribution.pull import PullRequest, short
+from hull.distribution.pull import Blocking, Progress, PullRequest, Reporter, short
 from hull.distribution.registry import Registry
 from hull.errors import InvalidArgument, NotFound
 from hull.images import ids
+from hull.images import mediatypes as mt
 from hull.images.distmeta import V2Metadata
 from hull.images.reference import Reference
 from hull.images.service import ImageService
@@ -30,22 +29,13 @@ from hull.storage.compression import gzip_writer
 # Blobs up to this size go up in one request; larger ones in chunks of this size.
 UPLOAD_CHUNK = 8 << 20
 
-Progress = Callable[[dict[str, Any]], Awaitable[None]]
-Blocking = Callable[..., Awaitable[Any]]
 
 
-class Pusher:
+class Pusher(Reporter):
     def __init__(self, service: ImageService, blocking: Blocking, progress: Progress) -> None:
+        super().__init__(progress)
         self.service = service
         self.blocking = blocking
-        self.progress = progress
-
-    async def _say(self, status: str, ident: str | None = None, **detail: Any) -> None:
-        msg: dict[str, Any] = {"status": status}
-        if ident is not None:
-            msg["progressDetail"] = detail
-            msg["id"] = ident
-        await self.progress(msg)
 
     async def push(self, req: PullRequest) -> tuple[str, int]:
         """Push the image `req.ref` names (a tag); returns (manifest digest, manifest size)."""

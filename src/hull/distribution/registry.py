@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from hull.distribution import mediatypes as mt
 from hull.errors import HullError, InvalidArgument, NotFound
 from hull.images import ids
+from hull.images import mediatypes as mt
 from hull.images.reference import DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN
 
 DOCKER_HUB_ENDPOINT = "registry-1.docker.io"

@@ -69,6 +69,7 @@ from typing import Any, BinaryIO, Literal, cast
 
 from hull.errors import HullError, InvalidArgument, NotFound
 from hull.images import ids, reference
+from hull.images import mediatypes as mt
 from hull.images.imagedb import ImageConfig, parse_config
 from hull.images.platform import SUPPORTED_OS, host_platform
 from hull.images.reference import Reference
@@ -88,16 +89,6 @@ OCI_LAYOUT_VERSION = "1.0.0"
 # Docker writes it with the space (moby image/tarexport); skopeo does too.
 OCI_LAYOUT_CONTENT = b'{"imageLayoutVersion": "1.0.0"}'
 
-MEDIA_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-MEDIA_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-MEDIA_OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
-MEDIA_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-MEDIA_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-MEDIA_DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
-INDEX_MEDIA_TYPES = (MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST)
-MANIFEST_MEDIA_TYPES = (MEDIA_OCI_MANIFEST, MEDIA_DOCKER_MANIFEST)
-CONFIG_MEDIA_TYPES = (MEDIA_OCI_CONFIG, MEDIA_DOCKER_CONFIG)
 
 ANNOTATION_IMAGE_NAME = "io.containerd.image.name"  # a full reference: docker.io/library/busybox:latest
 ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"  # OCI: usually just the tag
@@ -639,7 +630,7 @@ def _media_type(desc: _Descriptor, doc: dict[str, Any]) -> str:
     own = doc.get("mediaType")
     if isinstance(own, str) and own:
         return own
-    return MEDIA_OCI_INDEX if "manifests" in doc else MEDIA_OCI_MANIFEST
+    return mt.OCI_INDEX if "manifests" in doc else mt.OCI_MANIFEST
 
 
 def _plan_oci(archive: _Archive, index: ArchiveMember, notes: list[str]) -> list[ArchivedImage]:
@@ -674,7 +665,7 @@ def _oci_image(archive: _Archive, desc: _Descriptor, what: str, notes: list[str]
     for _ in range(MAX_INDEX_DEPTH):
         doc = _object(_parse_json(_read_blob(archive, desc, what), f"{what} ({desc.digest})"), what)
         kind = _media_type(desc, doc)
-        if kind in INDEX_MEDIA_TYPES:
+        if kind in mt.INDEXES:
             entries = doc.get("manifests") or []
             if not isinstance(entries, list):
                 raise InvalidArchive(f"{what}: manifests must be a list")
@@ -682,11 +673,11 @@ def _oci_image(archive: _Archive, desc: _Descriptor, what: str, notes: list[str]
             desc = _pick_platform(descs, f"the image index {desc.digest}")
             what = f"{what} -> {desc.digest}"
             continue
-        if kind not in MANIFEST_MEDIA_TYPES:
+        if kind not in mt.MANIFESTS:
             notes.append(f"{what}: skipped {desc.digest}, a {kind or 'document'} that is not an image manifest")
             return None
         config_desc = _descriptor(doc.get("config"), f"{what}: config")
-        if config_desc.media_type and config_desc.media_type not in CONFIG_MEDIA_TYPES:
+        if config_desc.media_type and config_desc.media_type not in mt.CONFIGS:
             notes.append(f"{what}: skipped {desc.digest}, an artifact (config type {config_desc.media_type})")
             return None
         config, history = _parse_config(_read_blob(archive, config_desc, f"{what}: config"), what)
@@ -1093,15 +1084,15 @@ def save(service: ImageService, names: list[str], out: BinaryIO) -> None:
             if path not in files:
                 size = tar_size(service.layers.db.tar_split(chain_id))
                 files[path] = _OutFile(size, mtime, chain_id=chain_id, diff_id=diff_id)
-            layer_descs.append({"mediaType": MEDIA_OCI_LAYER, "digest": diff_id, "size": files[path].size})
+            layer_descs.append({"mediaType": mt.OCI_LAYER, "digest": diff_id, "size": files[path].size})
         plat = _platform(config)
-        config_desc = {"mediaType": MEDIA_OCI_CONFIG, "digest": image.id, "size": len(config.raw), "platform": plat}
+        config_desc = {"mediaType": mt.OCI_CONFIG, "digest": image.id, "size": len(config.raw), "platform": plat}
         oci_manifest = _go_json(
-            {"schemaVersion": 2, "mediaType": MEDIA_OCI_MANIFEST, "config": config_desc, "layers": layer_descs}
+            {"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST, "config": config_desc, "layers": layer_descs}
         )
         manifest_digest = ids.digest_bytes(oci_manifest)
         files.setdefault(blob_path(manifest_digest), _OutFile(len(oci_manifest), 0, data=oci_manifest))
-        descriptor = {"mediaType": MEDIA_OCI_MANIFEST, "digest": manifest_digest, "size": len(oci_manifest)}
+        descriptor = {"mediaType": mt.OCI_MANIFEST, "digest": manifest_digest, "size": len(oci_manifest)}
         for ref in image.refs:
             assert ref.tag is not None
             annotations = {ANNOTATION_IMAGE_NAME: str(ref), ANNOTATION_REF_NAME: ref.tag}
@@ -1122,7 +1113,7 @@ def save(service: ImageService, names: list[str], out: BinaryIO) -> None:
 
     documents = {
         MANIFEST_FILE: _go_json(manifest, newline=True),
-        INDEX_FILE: _go_json({"schemaVersion": 2, "mediaType": MEDIA_OCI_INDEX, "manifests": index}),
+        INDEX_FILE: _go_json({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": index}),
         OCI_LAYOUT_FILE: OCI_LAYOUT_CONTENT,
     }
     if repositories:

@@ -1,4 +1,5 @@
-"""The media types of manifests, indexes, configs and layers that pull and push handle."""
+"""Media types of manifests, indexes, configs and layers: what image archives (OCI layouts,
+docker save) and registries (pull, push) name their documents and blobs with."""
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -15,6 +16,7 @@ OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 
 MANIFESTS = (DOCKER_MANIFEST, OCI_MANIFEST)
 INDEXES = (DOCKER_MANIFEST_LIST, OCI_INDEX)
+CONFIGS = (DOCKER_CONFIG, OCI_CONFIG)
 LAYERS = (DOCKER_LAYER_GZIP, OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD)
 # What a pull asks for, in the order of preference Docker sends them.
 ACCEPT = ", ".join((*INDEXES, *MANIFESTS))
