@@ -38,6 +38,9 @@ VERBS: dict[str, Verb] = {
     "attach": Verb(_C, "attach", "Attach local standard input, output, and error streams to a running container"),
     "stop": Verb(_C, "stop", "Stop one or more running containers"),
     "kill": Verb(_C, "kill", "Kill one or more running containers"),
+    "pause": Verb(_C, "pause", "Pause all processes within one or more containers"),
+    "unpause": Verb(_C, "unpause", "Unpause all processes within one or more containers"),
+    "rename": Verb(_C, "rename", "Rename a container"),
     "restart": Verb(_C, "restart", "Restart one or more containers"),
     "rm": Verb(_C, "rm", "Remove one or more containers"),
     "ps": Verb(_C, "ps", "List containers"),
@@ -70,7 +73,8 @@ VERBS: dict[str, Verb] = {
 
 GROUPS: dict[str, dict[str, Verb]] = {
     "container": {
-        **{v: VERBS[v] for v in ("run", "create", "start", "attach", "stop", "kill", "restart", "rm", "logs", "wait",
+        **{v: VERBS[v] for v in ("run", "create", "start", "attach", "stop", "kill", "pause", "unpause", "rename",
+                                  "restart", "rm", "logs", "wait",
                                   "exec", "commit", "export", "diff", "cp")},
         "ls": VERBS["ps"], "ps": VERBS["ps"], "list": VERBS["ps"],
         "inspect": Verb(_C, "container_inspect", "Display detailed information on one or more containers"),

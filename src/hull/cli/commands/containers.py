@@ -349,6 +349,31 @@ def cmd_kill(ctx: Context, a: argparse.Namespace) -> int:
     return _each(ctx, a.containers, lambda c: client.post(f"{_c(c)}/kill", params))
 
 
+def args_pause(p: argparse.ArgumentParser) -> None:
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+
+def cmd_pause(ctx: Context, a: argparse.Namespace) -> int:
+    return _each(ctx, a.containers, lambda c: ctx.client.post(f"{_c(c)}/pause"))
+
+
+args_unpause = args_pause
+
+
+def cmd_unpause(ctx: Context, a: argparse.Namespace) -> int:
+    return _each(ctx, a.containers, lambda c: ctx.client.post(f"{_c(c)}/unpause"))
+
+
+def args_rename(p: argparse.ArgumentParser) -> None:
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("new_name", metavar="NEW_NAME")
+
+
+def cmd_rename(ctx: Context, a: argparse.Namespace) -> int:
+    ctx.client.post(f"{_c(a.container)}/rename", {"name": a.new_name})
+    return 0
+
+
 def args_rm(p: argparse.ArgumentParser) -> None:
     p.add_argument("-f", "--force", action="store_true", help="force the removal of a running container")
     p.add_argument("-v", "--volumes", action="store_true", help="remove anonymous volumes of the container")
