@@ -24,6 +24,7 @@ import pytest
 from aiohttp import web
 
 from hull.api import images, routing, server
+from hull.daemon.config import DaemonConfig
 from hull.daemon.events import Event, EventBus, EventFilter
 from hull.distribution.pull import Downloads
 from hull.images import ids
@@ -63,6 +64,7 @@ class FakeDaemon:
         self.events = EventBus()
         self.containers = FakeContainers()
         self.downloads = Downloads()
+        self.config = DaemonConfig()
         self.store_lock = asyncio.Lock()
         self.locked_calls = 0
 

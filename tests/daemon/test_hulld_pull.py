@@ -5,6 +5,7 @@ import gzip
 import io
 import json
 import os
+import socket
 import subprocess
 import tarfile
 import threading
@@ -148,3 +149,91 @@ def test_killing_hulld_mid_pull_then_pulling_again(registry: LocalRegistry, busy
             assert tar.getmember("big").size == len(big)
     finally:
         d.stop()
+
+
+def test_concurrent_pulls_download_each_blob_once(registry: LocalRegistry, hulld: HullDaemon) -> None:
+    repo = "hull/concurrent"
+    push_image(registry, repo, "1", {"data": os.urandom(4 << 20)})
+    _, _, raw = registry.request("GET", f"/v2/{repo}/manifests/1", headers={"Accept": mt.DOCKER_MANIFEST})
+    layer = json.loads(raw)["layers"][0]["digest"]
+    name = f"{registry.domain}/{repo}:1"
+    pulls = [subprocess.Popen(["docker", "pull", name], env=hulld.env, stdout=subprocess.PIPE) for _ in range(3)]
+    assert [p.wait(timeout=60) for p in pulls] == [0, 0, 0]
+    log = (registry.workdir / "registry.log").read_text()
+    assert log.count(f"GET /v2/{repo}/blobs/{layer}") == 1
+    hulld.cli("docker", "rmi", name)
+
+
+class CuttingProxy:
+    """A TCP proxy to the registry that drops the first download of one blob part-way through."""
+
+    def __init__(self, upstream_port: int, digest: str, after: int) -> None:
+        self.upstream_port, self.digest, self.after = upstream_port, digest, after
+        self.blob_requests = 0
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    def _relay(self, client: socket.socket) -> None:
+        upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+        cut = threading.Event()  # set when this connection carries the first request for the blob
+
+        def requests() -> None:
+            try:
+                while data := client.recv(65536):
+                    if data.startswith(b"GET") and f"/blobs/{self.digest}".encode() in data:
+                        self.blob_requests += 1
+                        if self.blob_requests == 1:
+                            cut.set()
+                    upstream.sendall(data)
+            except OSError:
+                pass
+
+        threading.Thread(target=requests, daemon=True).start()
+        sent = 0
+        try:
+            while data := upstream.recv(65536):
+                if cut.is_set():
+                    if sent + len(data) > self.after:
+                        client.sendall(data[: self.after - sent])
+                        break  # the connection drops mid-body
+                    sent += len(data)
+                client.sendall(data)
+        except OSError:
+            pass
+        for sock in (client, upstream):
+            # shutdown, not just close: the other thread's recv holds the socket, and only a
+            # shutdown makes the peer see the connection end now.
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_a_dropped_download_resumes(registry: LocalRegistry, hulld: HullDaemon) -> None:
+    repo = "hull/dropped"
+    push_image(registry, repo, "1", {"data": os.urandom(3 << 20)})
+    _, _, raw = registry.request("GET", f"/v2/{repo}/manifests/1", headers={"Accept": mt.DOCKER_MANIFEST})
+    layer = json.loads(raw)["layers"][0]["digest"]
+    proxy = CuttingProxy(registry.port, layer, after=1 << 20)
+    try:
+        name = f"127.0.0.1:{proxy.port}/{repo}:1"
+        pulled = hulld.cli("docker", "pull", name)
+        assert pulled.returncode == 0, pulled.stderr
+        assert proxy.blob_requests >= 2  # the first was cut; the rest came by resuming
+        assert hulld.cli("docker", "inspect", name).returncode == 0
+        hulld.cli("docker", "rmi", name)
+    finally:
+        proxy.close()

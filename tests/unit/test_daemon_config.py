@@ -12,7 +12,7 @@ pytestmark = pytest.mark.unit
 
 NO_FLAGS = {
     "data_root": None, "exec_root": None, "hosts": None, "storage_driver": None, "default_runtime": None,
-    "pidfile": None, "log_level": None, "cgroup_parent": None,
+    "pidfile": None, "log_level": None, "cgroup_parent": None, "insecure_registries": None,
 }  # fmt: skip
 
 
@@ -66,3 +66,29 @@ def test_malformed_json(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(InvalidArgument, match="unable to configure the daemon with file"):
         cfg.build(NO_FLAGS, str(path))
+
+
+def test_insecure_registries(tmp_path: Path) -> None:
+    c = cfg.build({**NO_FLAGS, "insecure_registries": ["reg.example:5000", "10.1.0.0/16"]}, _file(tmp_path, {}))
+    assert c.is_insecure("reg.example:5000")
+    assert c.is_insecure("10.1.2.3:5000")
+    assert not c.is_insecure("reg.example:6000") and not c.is_insecure("10.2.0.1:5000")
+
+
+def test_plain_http_only_for_insecure_or_loopback_registries() -> None:
+    import asyncio
+
+    import aiohttp
+
+    from hull.distribution.registry import Registry
+
+    async def schemes() -> list[list[str]]:
+        async with aiohttp.ClientSession() as s:
+            return [
+                Registry("reg.example:5000", s)._schemes(),
+                Registry("reg.example:5000", s, insecure=True)._schemes(),
+                Registry("127.0.0.1:5000", s)._schemes(),
+                Registry("localhost:5000", s)._schemes(),
+            ]
+
+    assert asyncio.run(schemes()) == [["https"], ["https", "http"], ["https", "http"], ["https", "http"]]

@@ -253,6 +253,7 @@ def _distribution_request(request: web.Request, ref: reference.Reference) -> Pul
         ref,
         parse_platform(wanted) if wanted else host_platform(),
         parse_auth_header(request.headers.get("X-Registry-Auth", "")),
+        insecure=routing.daemon(request).config.is_insecure(ref.domain),
     )
 
 

@@ -123,7 +123,11 @@ async def info(request: web.Request) -> web.StreamResponse:
             "OSType": "linux",
             "Architecture": platform.machine(),
             "IndexServerAddress": "https://index.docker.io/v1/",
-            "RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": ["127.0.0.0/8"], "Mirrors": []},
+            "RegistryConfig": {
+                "IndexConfigs": {},
+                "InsecureRegistryCIDRs": ["127.0.0.0/8", *(r for r in config.insecure_registries if "/" in r)],
+                "Mirrors": [],
+            },
             "NCPU": os.cpu_count() or 1,
             "MemTotal": _mem_total(),
             "DockerRootDir": daemon.root.path,

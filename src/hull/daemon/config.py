@@ -1,11 +1,12 @@
 """hulld's configuration: command-line flags over a daemon.json-style file over defaults.
 
 The file uses dockerd's key names (`data-root`, `exec-root`, `hosts`, `storage-driver`,
-`pidfile`, `log-level`, `default-runtime`, `runtimes`, `cgroup-parent`, `init-path`; and hull's
-`lxcfs`), so a Docker user's
-daemon.json reads the same; unknown keys are refused, as dockerd refuses them.
+`pidfile`, `log-level`, `default-runtime`, `runtimes`, `cgroup-parent`, `init-path`,
+`insecure-registries`; and hull's `lxcfs`), so a Docker user's daemon.json reads the same;
+unknown keys are refused, as dockerd refuses them.
 """
 
+import ipaddress
 import json
 import os
 from dataclasses import dataclass, field
@@ -39,6 +40,9 @@ class DaemonConfig:
     cgroup_parent: str = DEFAULT_CGROUP_PARENT
     init_path: str = DEFAULT_INIT_PATH
     lxcfs: bool = True  # serve containers' /proc/meminfo, cpuinfo, ... from lxcfs when it is installed
+    # Registries that may be reached over plain HTTP: "host:port" or CIDRs of their addresses
+    # (loopback ones always may, as in Docker).
+    insecure_registries: list[str] = field(default_factory=list)
 
     @property
     def pidfile_path(self) -> str:
@@ -53,6 +57,18 @@ class DaemonConfig:
         if name == "runc" or os.path.isabs(name):
             return name
         raise InvalidArgument(f"unknown or invalid runtime name: {name}")
+
+    def is_insecure(self, domain: str) -> bool:
+        if domain in self.insecure_registries:
+            return True
+        host = domain.rsplit(":", 1)[0].strip("[]")
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(
+            address in ipaddress.ip_network(entry, strict=False) for entry in self.insecure_registries if "/" in entry
+        )
 
     def unix_socket_paths(self) -> list[str]:
         paths = []
@@ -75,6 +91,7 @@ _FILE_KEYS = {
     "cgroup-parent": "cgroup_parent",
     "init-path": "init_path",
     "lxcfs": "lxcfs",
+    "insecure-registries": "insecure_registries",
 }
 
 

@@ -38,6 +38,10 @@ def parse_args(argv: list[str]) -> tuple[dict[str, object], str | None]:
     p.add_argument("--cgroup-parent", dest="cgroup_parent")
     p.add_argument("--init-path", dest="init_path", help=f"the --init binary (default {cfg.DEFAULT_INIT_PATH})")
     p.add_argument(
+        "--insecure-registry", dest="insecure_registries", action="append",
+        help="a registry (host:port or CIDR) that may be reached over plain HTTP",
+    )  # fmt: skip
+    p.add_argument(
         "--lxcfs", dest="lxcfs", type=_parse_bool, nargs="?", const=True,
         help="serve containers' /proc files from lxcfs (default true; --lxcfs=false turns it off)",
     )  # fmt: skip

@@ -199,15 +199,14 @@ class Puller(Reporter):
         """The verified blob in an unnamed file (read from its start); shared with a concurrent pull."""
         running = self.downloads.running.get(desc.digest)
         if running is not None:
-            blob = await asyncio.shield(running)
-            return os.fdopen(os.dup(blob.fileno()), "rb")  # a handle of our own on the same file
+            return _reopen(await asyncio.shield(running))
         fut: asyncio.Future[IO[bytes]] = asyncio.get_running_loop().create_future()
         self.downloads.running[desc.digest] = fut
         try:
             async with limit:
                 blob = await self._fetch_to_file(registry, repo, desc)
             fut.set_result(blob)
-            return os.fdopen(os.dup(blob.fileno()), "rb")
+            return _reopen(blob)
         except BaseException as e:
             fut.set_exception(e if isinstance(e, Exception) else HullError("pull cancelled"))
             fut.exception()  # retrieved: nobody else may be waiting
@@ -242,6 +241,11 @@ class Puller(Reporter):
         except BaseException:
             spool.close()
             raise
+
+
+def _reopen(blob: IO[bytes]) -> IO[bytes]:
+    """A handle of our own on the same (unnamed) file, with its own offset: a dup would share it."""
+    return open(f"/proc/self/fd/{blob.fileno()}", "rb")  # the caller closes it
 
 
 def parse_auth_header(value: str) -> Credentials:
