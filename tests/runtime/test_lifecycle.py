@@ -62,7 +62,10 @@ def test_run_returns_exit_status_and_signal(rt: Runtime, bundle: Path) -> None:
     proc = subprocess.Popen(rt.cmd("run", "--pid-file", str(pid_file), "--bundle", str(bundle), rt.new_id()))
     try:
         wait_for(pid_file.exists)
-        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+        pid = int(pid_file.read_text())
+        # The pid file comes at create; kill only once `run` has started it (the init is sleep).
+        wait_for(lambda: Path(f"/proc/{pid}/comm").read_text().strip() == "sleep")
+        os.kill(pid, signal.SIGKILL)
         assert proc.wait(timeout=10) == 128 + 9
     finally:
         proc.kill()
