@@ -435,7 +435,9 @@ class ContainerManager:
             await self._failed_start(c, exec_dir, e, released=True)
             raise
         c.state = State(
-            running=True, pid=int(started.get("pid") or 0), started_at=started.get("started_at") or rfc3339_now(),
+            running=True,
+            pid=int(started.get("pid") or 0),
+            started_at=started.get("started_at") or rfc3339_now(),
             health=c.state.health,  # its Log carries over, as Docker's (health.py resets the rest)
         )
         c.has_been_started_before = True
@@ -852,6 +854,3 @@ class ContainerManager:
             await self.daemon.blocking(c.save)
         self.publish_event(c, "update")
         return warnings
-
-    def is_image_in_use(self, image_id: str) -> bool:
-        return any(c.image_id == image_id for c in self._by_id.values())

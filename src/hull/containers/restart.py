@@ -51,11 +51,6 @@ class RestartPolicy:
     def is_none(self) -> bool:
         return self.name == "no"
 
-    @property
-    def restarts_at_daemon_start(self) -> bool:
-        """The policies that bring a container back when the daemon starts (if not stopped by the user)."""
-        return self.name in ("always", "unless-stopped")
-
 
 @dataclass
 class RestartManager:

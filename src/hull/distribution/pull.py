@@ -249,7 +249,8 @@ def _reopen(blob: IO[bytes]) -> IO[bytes]:
 
 
 def parse_auth_header(value: str) -> Credentials:
-    """X-Registry-Auth: base64url JSON {"username", "password", "identitytoken", ...}; empty → anonymous."""
+    """X-Registry-Auth: base64url JSON {"username", "password", ...}; empty → anonymous. (An
+    "identitytoken", OAuth's refresh token, is not used: hull has no OAuth token flow.)"""
     if not value:
         return Credentials()
     try:
@@ -259,6 +260,4 @@ def parse_auth_header(value: str) -> Credentials:
         return Credentials()  # dockerd ignores an undecodable header too
     if not isinstance(obj, dict):
         return Credentials()
-    return Credentials(
-        str(obj.get("username") or ""), str(obj.get("password") or ""), str(obj.get("identitytoken") or "")
-    )
+    return Credentials(str(obj.get("username") or ""), str(obj.get("password") or ""))

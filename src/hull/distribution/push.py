@@ -30,7 +30,6 @@ from hull.storage.compression import gzip_writer
 UPLOAD_CHUNK = 8 << 20
 
 
-
 class Pusher(Reporter):
     def __init__(self, service: ImageService, blocking: Blocking, progress: Progress) -> None:
         super().__init__(progress)

@@ -41,7 +41,6 @@ class RegistryError(HullError):
 class Credentials:
     username: str = ""
     password: str = ""
-    identity_token: str = ""
 
     @property
     def basic(self) -> str | None:
@@ -278,6 +277,6 @@ class Registry:
         resp = await self._send("GET", "/v2/", "")
         async with resp:
             if resp.status == 401:
-                raise RegistryError(f"Get \"https://{self.host}/v2/\": unauthorized: incorrect username or password")
+                raise RegistryError(f'Get "https://{self.host}/v2/": unauthorized: incorrect username or password')
             if resp.status != 200:
                 raise RegistryError(f"login to {self.host}: the registry answered {resp.status}")
