@@ -397,41 +397,16 @@ async def attach(request: web.Request) -> web.StreamResponse:
     )
     client = await streams.Hijacked.accept(request, tty)
     try:
-        reader, writer = await stream
+        shim = await stream
     except HullError:
         client.close()
         return client.response
-    output = asyncio.create_task(_copy_output(reader, client, tty))
-    # Docker scans for the detach keys only with a TTY, and there the end of stdin ends the
-    # attach (without one, output goes on after stdin's EOF).
-    stdin = (
-        asyncio.create_task(detachkeys.copy_stdin(client.stdin, writer, keys if tty else b"")) if want_stdin else None
-    )
+    # With a TTY the end of stdin ends the attach; without one, output goes on after stdin's EOF.
     try:
-        if stdin is not None:
-            await asyncio.wait((output, stdin), return_when=asyncio.FIRST_COMPLETED)
-            if stdin.done() and (tty or stdin.result()):
-                return client.response
-        await output
+        await streams.relay(client, shim, tty, want_stdin, keys if tty else b"", stdin_end_ends=tty)
     finally:
-        for task in (output, stdin):
-            if task is not None:
-                task.cancel()
-        writer.close()
         client.close()
     return client.response
-
-
-async def _copy_output(reader: asyncio.StreamReader, client: streams.Hijacked, tty: bool) -> None:
-    """The shim sends frames; a TTY client wants the bare bytes."""
-    while True:
-        try:
-            header = await reader.readexactly(8)
-        except asyncio.IncompleteReadError:
-            return
-        size = int.from_bytes(header[4:], "big")
-        payload = await reader.readexactly(size)
-        await client.write(payload if tty else header + payload)
 
 
 async def export(request: web.Request) -> web.StreamResponse:

@@ -6,7 +6,6 @@ from aiohttp import web
 
 from hull import detachkeys, multiplex
 from hull.api import params, routing, streams
-from hull.api.containers import _copy_output
 from hull.containers.execs import ExecManager, ExecRecord
 from hull.errors import HullError, InvalidArgument
 
@@ -48,25 +47,15 @@ async def start(request: web.Request) -> web.StreamResponse:
         client.close()
         return client.response
     assert stream is not None
-    reader, writer = stream
-    output = asyncio.create_task(_copy_output(reader, client, rec.tty))
     # As attach: the detach keys are looked for only with a TTY; detaching leaves the process running.
     keys = _detach_keys(rec) if rec.tty else b""
-    stdin = asyncio.create_task(detachkeys.copy_stdin(client.stdin, writer, keys)) if rec.open_stdin else None
     try:
-        if stdin is not None:
-            await asyncio.wait((output, stdin), return_when=asyncio.FIRST_COMPLETED)
-            if stdin.done() and stdin.result():
-                return client.response
-        await output
-        await asyncio.wait_for(rec.exited.wait(), EXIT_WAIT)
+        if not await streams.relay(client, stream, rec.tty, rec.open_stdin, keys, stdin_end_ends=False):
+            # The client reads ExitCode once the stream closes: let the exit be recorded first.
+            await asyncio.wait_for(rec.exited.wait(), EXIT_WAIT)
     except TimeoutError:
         pass  # the process closed its output but lives on: the client reads Running
     finally:
-        for task in (output, stdin):
-            if task is not None:
-                task.cancel()
-        writer.close()
         client.close()
     return client.response
 

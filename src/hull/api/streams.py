@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from hull import detachkeys
 from hull.api import routing
 from hull.api.version import at_least
 
@@ -88,6 +89,48 @@ class Hijacked:
 
     def close(self) -> None:
         self._transport.close()
+
+
+async def copy_output(reader: asyncio.StreamReader, client: Hijacked, tty: bool) -> None:
+    """A shim's framed output to the client; a TTY client wants the bare bytes."""
+    while True:
+        try:
+            header = await reader.readexactly(8)
+        except asyncio.IncompleteReadError:
+            return
+        size = int.from_bytes(header[4:], "big")
+        payload = await reader.readexactly(size)
+        await client.write(payload if tty else header + payload)
+
+
+async def relay(
+    client: Hijacked,
+    shim: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+    tty: bool,
+    stdin: bool,
+    keys: bytes,
+    stdin_end_ends: bool,
+) -> bool:
+    """Carry an attach or exec session between the client and a shim until the output ends or
+    stdin ends it; closes the shim's side (the caller closes the client's). `keys` are the
+    detach keys (Docker scans for them only with a TTY: pass b"" otherwise). Returns whether
+    stdin ended the session: the client detached, or its stdin ended and `stdin_end_ends`
+    (attach with a TTY)."""
+    reader, writer = shim
+    output = asyncio.create_task(copy_output(reader, client, tty))
+    feed = asyncio.create_task(detachkeys.copy_stdin(client.stdin, writer, keys)) if stdin else None
+    try:
+        if feed is not None:
+            await asyncio.wait((output, feed), return_when=asyncio.FIRST_COMPLETED)
+            if feed.done() and (stdin_end_ends or feed.result()):
+                return True
+        await output
+        return False
+    finally:
+        for task in (output, feed):
+            if task is not None:
+                task.cancel()
+        writer.close()
 
 
 async def json_lines(request: web.Request, status: int = 200) -> web.StreamResponse:

@@ -215,12 +215,18 @@ class APIClient:
                     pass
         if headers:
             hdrs.update(headers)
+        return self._exchange(method, url, hdrs, payload, timeout, "error during connect")
+
+    def _exchange(
+        self, method: str, url: str, headers: dict[str, str], body: Any, timeout: float | None, what: str
+    ) -> http.Response:
+        """One request on a new connection: the response when below 400, else its APIError."""
         sock = self._connect(timeout)
         try:
-            resp = http.request(sock, method, url, hdrs, payload)
+            resp = http.request(sock, method, url, headers, body)
         except OSError as e:
             sock.close()
-            raise CLIError(f"error during connect: {e}") from None
+            raise CLIError(f"{what}: {e}") from None
         if resp.status >= 400:
             raw = resp.read()
             resp.close()
@@ -272,23 +278,14 @@ class APIClient:
 
     def hijack(self, path: str, params: Any = None, body: Any = None) -> Hijacked:
         """POST with `Connection: Upgrade, Upgrade: tcp`; expects 101 (200 accepted), then the raw socket."""
-        sock = self._connect()
         headers = {
             "User-Agent": USER_AGENT,
             "Content-Type": "application/json" if body is not None else "text/plain",
             "Connection": "Upgrade",
             "Upgrade": "tcp",
         }
-        try:
-            payload = json.dumps(body).encode() if body is not None else None
-            resp = http.request(sock, "POST", self.url(path, params), headers, payload)
-        except OSError as e:
-            sock.close()
-            raise CLIError(f"error attaching: {e}") from None
-        if resp.status >= 400:
-            raw = resp.read()
-            resp.close()
-            raise APIError(resp.status, _error_message(raw, resp.reason))
+        payload = json.dumps(body).encode() if body is not None else None
+        resp = self._exchange("POST", self.url(path, params), headers, payload, None, "error attaching")
         raw_sock, rest = resp.detach()
         return Hijacked(raw_sock, rest, resp.headers.get("content-type", ""))
 
