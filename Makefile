@@ -20,7 +20,7 @@ STAMP := $(VENV)/.setup-done
 # Debian packages the project uses at run or test time. python3 and ca-certificates are for a
 # bare Debian (pip needs both); the hull machines have python3 from pyenv on PATH as well.
 APT_PACKAGES := busybox-static runc libseccomp2 iproute2 procps util-linux python3 python3-venv docker.io skopeo tini lxcfs \
-	docker-registry apache2-utils tmux ca-certificates make hyperfine
+	docker-registry apache2-utils tmux ca-certificates make hyperfine iptables nftables
 
 PYTEST_ARGS ?= -q
 # A hung container test would otherwise eat CI's whole time budget without saying which one.
