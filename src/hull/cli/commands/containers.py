@@ -10,8 +10,6 @@ import signal
 import sys
 
 from hull import detachkeys, humanize
-from hull.cli import credentials
-from hull.cli import format as fmt
 from hull.cli.client import APIClient, APIError, CLIError, Hijacked, filters_json, path_quote, version_tuple
 from hull.cli.commands.runflags import add_flags, create_body, create_params
 from hull.cli.context import Context
@@ -61,6 +59,8 @@ def pull_image(client: APIClient, ref: str, quiet: bool = False, out: Any = None
     params = {"fromImage": repo, "tag": tag} if "@" not in ref else {"fromImage": ref}
     if platform:
         params["platform"] = platform
+    from hull.cli import credentials  # here: only a missing image needs it, and base64 costs every `run`
+
     auth = credentials.auth_header(credentials.registry_of(ref))
     resp = client.request("POST", "/images/create", params, headers={"X-Registry-Auth": auth})
     follow_progress(client, resp, quiet, out or sys.stderr)
@@ -430,6 +430,7 @@ def display_ports(ports: list[dict[str, Any]] | None) -> str:
 
 def container_record(c: dict[str, Any], trunc: bool, now: float | None = None) -> dict[str, Any]:
     """The fields docker's ps template sees for one entry of GET /containers/json."""
+    from hull.cli import format as fmt  # here, not at the top: `run` would pay for datetime
     labels = c.get("Labels") or {}
     names = [n[1:] if n.startswith("/") else n for n in c.get("Names") or []]
     names = [n for n in names if "/" not in n] if trunc else names
@@ -493,6 +494,8 @@ def cmd_ps(ctx: Context, a: argparse.Namespace) -> int:
             print(r["ID"])
         return 0
     default = PS_DEFAULT + ("\t{{.Size}}" if a.size else "")
+    from hull.cli import format as fmt
+
     fmt.write_records("{{.ID}}" if a.quiet else a.format, default, PS_HEADERS, records)
     return 0
 
