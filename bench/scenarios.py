@@ -173,6 +173,7 @@ class _Engines(Scenario):
 
     peer = "dockerd"
     image = "busybox:bench"
+    networking = False  # dockerd with its default bridge and iptables rules (hulld always has its bridge)
 
     def setup(self, work: Path) -> None:
         import subprocess as sp
@@ -183,7 +184,7 @@ class _Engines(Scenario):
         rootfs = work / "rootfs"
         build_busybox_rootfs(rootfs)
         self.hulld = HullDaemon()
-        self.docker = DockerDaemon()
+        self.docker = DockerDaemon(networking=self.networking)
         self.hulld.import_busybox(rootfs, self.image)
         archive = sp.run(["tar", "-C", str(rootfs), "-c", "."], capture_output=True, check=True).stdout
         self.docker.docker("import", "-", self.image, input=archive)
@@ -305,6 +306,51 @@ class DockerCliRunRmTrue(_Engines):
 
     def command(self, side: Side, run_id: str) -> list[str]:
         return ["docker", "--host", self.host(side), "run", "--rm", self.image, "true"]
+
+
+@register
+class BridgeRunRmTrue(_Engines):
+    """`docker run --rm busybox true` on the default bridge network: hulld's against dockerd's (with iptables)."""
+
+    name = "bridge-run-rm-true"
+    networking = True
+
+    def command(self, side: Side, run_id: str) -> list[str]:
+        return ["docker", "--host", self.host(side), "run", "--rm", self.image, "true"]
+
+
+BRIDGE_MEGABYTES = 500
+
+
+@register
+class BridgeThroughput(_Engines):
+    """500 MB from one container to another over the default bridge (busybox dd | nc, timed with the exec)."""
+
+    name = "bridge-throughput-500mb"
+    networking = True
+    payload = (BRIDGE_MEGABYTES * 1024 * 1024, 0)
+
+    def prepare(self, side: Side, run_id: str) -> None:
+        import time
+
+        def docker(*args: str) -> str:
+            done = subprocess.run(["docker", "--host", self.host(side), *args], capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(f"docker {args[0]}: {done.stderr.strip()}")
+            return done.stdout.strip()
+
+        # The listener's stdin must stay open (a pipe from sleep), or nc ends its side at once.
+        docker("run", "-d", "--name", f"{run_id}-s", self.image, "sh", "-c", "sleep 600 | nc -l -p 5001 > /dev/null")
+        docker("run", "-d", "--name", f"{run_id}-c", self.image, "sleep", "600")
+        self.server_ip = docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", f"{run_id}-s")
+        time.sleep(0.5)  # the listener is up
+
+    def command(self, side: Side, run_id: str) -> list[str]:
+        send = f"dd if=/dev/zero bs=1M count={BRIDGE_MEGABYTES} 2>/dev/null | nc {self.server_ip} 5001"
+        return ["docker", "--host", self.host(side), "exec", f"{run_id}-c", "sh", "-c", send]
+
+    def after(self, side: Side, run_id: str) -> None:
+        quiet(["docker", "--host", self.host(side), "rm", "-f", f"{run_id}-s", f"{run_id}-c"])
 
 
 CONCURRENT_RUNS = 20
@@ -467,3 +513,65 @@ class ExecTrue(_Engines):
     def teardown(self) -> None:
         quiet(["docker", "--host", self.host("hull"), "rm", "-f", self.container])
         super().teardown()
+
+
+BUILD_FILES, BUILD_FILE_SIZE = 2000, 10_000
+BUILD_DOCKERFILE = """\
+FROM busybox:bench
+COPY files /files
+RUN sh -c 'mkdir /out && for i in $(seq 1000); do echo $i > /out/f$i; done'
+ENV BENCH=1
+CMD ["sh"]
+"""
+
+
+class _Build(_Engines):
+    """The issue's 5-step build, by the official docker CLI's legacy builder against each daemon."""
+
+    tag = "bench-build:1"
+
+    def setup(self, work: Path) -> None:
+        super().setup(work)
+        self.context = work / "context"
+        files = self.context / "files"
+        for i in range(BUILD_FILES):
+            path = files / f"d{i % 20:02d}" / f"f{i:04d}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(os.urandom(BUILD_FILE_SIZE))
+        (self.context / "Dockerfile").write_text(BUILD_DOCKERFILE)
+
+    def build(self, side: Side, *flags: str) -> list[str]:
+        return ["env", "DOCKER_BUILDKIT=0", "docker", "--host", self.host(side), "build", "-q", *flags,
+                "-t", self.tag, str(self.context)]  # fmt: skip
+
+
+@register
+class BuildCold(_Build):
+    """`docker build --no-cache` of the 5-step build (COPY of 2,000 files, 20 MB; RUN writing 1,000 files)."""
+
+    name = "build-cold"
+
+    def prepare(self, side: Side, run_id: str) -> None:
+        os.sync()
+
+    def command(self, side: Side, run_id: str) -> list[str]:
+        return self.build(side, "--no-cache")
+
+    def after(self, side: Side, run_id: str) -> None:
+        # Removes the intermediate images too (they are the tagged image's untagged parents).
+        quiet(["docker", "--host", self.host(side), "rmi", self.tag])
+
+
+@register
+class BuildCached(_Build):
+    """`docker build` of the 5-step build again, every step cached (the context is still sent and summed)."""
+
+    name = "build-cached"
+
+    def setup(self, work: Path) -> None:
+        super().setup(work)
+        for side in ("hull", "peer"):
+            subprocess.run(self.build(side), capture_output=True, check=True, timeout=300)
+
+    def command(self, side: Side, run_id: str) -> list[str]:
+        return self.build(side)

@@ -79,6 +79,14 @@ class DataRoot:
     def volumes(self) -> str:
         return os.path.join(self.path, "volumes")
 
+    def volume_dir(self, name: str) -> str:
+        """volumes/<name>/: the volume's metadata (volume.json) beside its data."""
+        return os.path.join(self.volumes, name)
+
+    def volume_data(self, name: str) -> str:
+        """volumes/<name>/_data: what containers see (Docker's Mountpoint)."""
+        return os.path.join(self.volumes, name, "_data")
+
     @property
     def network(self) -> str:
         return os.path.join(self.path, "network")

@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,41 @@ def test_container_proc_shows_its_limits(hulld: HullDaemon) -> None:
     assert status == 200 and not info["Warnings"]
 
 
+def _free_total_mb(out: "subprocess.CompletedProcess[str]") -> int:
+    assert out.returncode == 0, out.stderr
+    mem = next(line for line in out.stdout.splitlines() if line.startswith("Mem:"))
+    return int(mem.split()[1])
+
+
+def _host_total_mb() -> int:
+    with open("/proc/meminfo") as f:
+        kb = int(next(line for line in f if line.startswith("MemTotal")).split()[1])
+    return kb // 1024
+
+
+def test_free_reports_the_memory_limit(hulld: HullDaemon) -> None:
+    # busybox's free takes its totals from sysinfo(2): the shim answers it through seccomp (shim/sysinfo.py).
+    out = hulld.cli("docker", "run", "--rm", "--memory", "256m", "busybox", "free", "-m")
+    assert _free_total_mb(out) == 256
+    assert _free_total_mb(hulld.cli("hull", "run", "--rm", "--memory", "100m", "busybox", "free", "-m")) == 100
+    # No limit: the call runs as usual.
+    assert abs(_free_total_mb(hulld.cli("docker", "run", "--rm", "busybox", "free", "-m")) - _host_total_mb()) <= 1
+
+
+def test_free_in_a_long_running_container_and_its_execs(hulld: HullDaemon) -> None:
+    # Past a second the shim has re-exec'd into its lean monitor: the listener went with it.
+    run = hulld.cli("docker", "run", "-d", "--name", "freeloader", "--memory", "64m", "busybox", "sleep", "60")
+    assert run.returncode == 0, run.stderr
+    try:
+        time.sleep(1.5)
+        assert _free_total_mb(hulld.cli("docker", "exec", "freeloader", "free", "-m")) == 64
+        usage = hulld.cli("docker", "exec", "freeloader", "sh", "-c", "head -c 20000000 /dev/zero > /dev/shm/x; free")
+        free_kb = int(next(line for line in usage.stdout.splitlines() if line.startswith("Mem:")).split()[3])
+        assert free_kb < 64 * 1024 - 19_000, usage.stdout  # the tmpfs file counts in the container's usage
+    finally:
+        hulld.cli("docker", "rm", "-f", "freeloader")
+
+
 def test_lxcfs_off_shows_the_host(busybox_rootfs: Path) -> None:
     d = HullDaemon(extra_args=["--lxcfs=false"])
     try:
@@ -46,6 +82,9 @@ def test_lxcfs_off_shows_the_host(busybox_rootfs: Path) -> None:
             "docker", "run", "--rm", "--cpuset-cpus", "0", "busybox", "grep", "-c", "^processor", "/proc/cpuinfo"
         )
         assert int(cpus.stdout) == os.cpu_count()
+        # No lxcfs, no sysinfo answering either: free shows the host.
+        free = d.cli("docker", "run", "--rm", "--memory", "256m", "busybox", "free", "-m")
+        assert abs(_free_total_mb(free) - _host_total_mb()) <= 1  # busybox rounds its own way
         assert not any(str(d.workdir) in line for line in _lxcfs_mounts())
     finally:
         d.stop()

@@ -1,12 +1,18 @@
 """The spec's process settings, hooks and the runtime's other commands, seen from inside and outside."""
 
 import json
+import os
+import socket
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rt import Runtime, configure
+
+from hull.shim import sysinfo
 
 pytestmark = pytest.mark.container
 
@@ -55,6 +61,49 @@ def test_seccomp_filter_from_the_spec(rt: Runtime, bundle: Path) -> None:
     }
     out = _run(rt, bundle, cfg)
     assert "made" not in out and "after" in out
+
+
+def test_seccomp_notify_sends_the_listener_to_listener_path(rt: Runtime, bundle: Path, tmp_path: Path) -> None:
+    """SCMP_ACT_NOTIFY: the runtime sends the listener's fd and the process state to listenerPath,
+    and the sysinfo calls it hands there are answered (by hull.shim.sysinfo, from a fake cgroup)."""
+    fake_memory = tmp_path / "memory"
+    fake_memory.mkdir()
+    (fake_memory / "memory.limit_in_bytes").write_text(str(128 << 20))
+    (fake_memory / "memory.usage_in_bytes").write_text(str(4 << 20))
+    path = tmp_path / "seccomp"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+    got: dict[str, Any] = {}
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        message, fds, _, _ = socket.recv_fds(conn, 65536, 1)
+        got["state"], got["fds"] = json.loads(message), fds
+        conn.close()
+        sysinfo.answer(fds[0], sysinfo.Cgroups(str(fake_memory), "", False), got["state"]["pid"])
+        os.close(fds[0])
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    cfg = configure(bundle, ["free"])
+    cfg["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": str(path),
+        "listenerMetadata": "hello",
+        "syscalls": [{"names": ["sysinfo"], "action": "SCMP_ACT_NOTIFY"}],
+    }
+    try:
+        out = _run(rt, bundle, cfg)
+    finally:
+        thread.join(10)
+        server.close()
+    # Only the total is ours: busybox takes "cached" from the host's /proc/meminfo here (no lxcfs),
+    # which makes "used" overflow into the next column.
+    assert next(line for line in out.splitlines() if line.startswith("Mem:")).split()[1].startswith(str(128 << 10))
+    state = got["state"]
+    assert state["fds"] == ["seccompFd"] and state["metadata"] == "hello" and state["pid"] > 0
+    assert state["state"]["id"] == rt.ids[-1] and state["state"]["status"] == "creating"
 
 
 def test_readonly_root_and_readonly_bind(rt: Runtime, bundle: Path, tmp_path: Path) -> None:

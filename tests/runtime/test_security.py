@@ -438,12 +438,6 @@ def test_loading_without_no_new_privs_needs_cap_sys_admin() -> None:
     assert in_child(child(True)).result() == errno.EPERM
 
 
-def test_notify_is_not_supported_yet() -> None:
-    cfg = profile({"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}, listenerPath="/run/agent.sock")
-    with pytest.raises(HullError, match="SCMP_ACT_NOTIFY is not supported yet"):
-        load_seccomp(cfg)  # refused before any filter is built
-
-
 def test_missing_libseccomp_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(seccomp, "LIBSECCOMP_SONAME", "libseccomp-hull-test-missing.so.2")
     seccomp._library.cache_clear()

@@ -128,7 +128,9 @@ def test_seccomp_parse() -> None:
 def test_seccomp_minimal_and_every_spec_value() -> None:
     assert LinuxSeccomp.from_json({"defaultAction": "SCMP_ACT_ALLOW"}) == LinuxSeccomp("SCMP_ACT_ALLOW")
     for action in ACTIONS:
-        LinuxSeccomp.from_json({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["x"], "action": action}]})
+        LinuxSeccomp.from_json(
+            {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/l", "syscalls": [{"names": ["x"], "action": action}]}
+        )
     for op in ("NE", "LT", "LE", "EQ", "GE", "GT", "MASKED_EQ"):
         LinuxSeccomp.from_json(_with(("syscalls", 1, "args", 0, "op"), f"SCMP_CMP_{op}"))
     archs = ["X86", "X86_64", "X32", "ARM", "AARCH64", "MIPS", "MIPS64", "MIPS64N32", "MIPSEL", "MIPSEL64",
@@ -137,9 +139,25 @@ def test_seccomp_minimal_and_every_spec_value() -> None:
     flags = ["TSYNC", "LOG", "SPEC_ALLOW", "WAIT_KILLABLE_RECV"]
     LinuxSeccomp.from_json(_with(("flags",), [f"SECCOMP_FILTER_FLAG_{f}" for f in flags]))
     notify = LinuxSeccomp.from_json(
-        {"defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": "/run/agent.sock", "listenerMetadata": "m"}
-    )
+        {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock", "listenerMetadata": "m",
+         "syscalls": [{"names": ["sysinfo"], "action": "SCMP_ACT_NOTIFY"}]}
+    )  # fmt: skip
     assert notify.listener_path == "/run/agent.sock" and notify.listener_metadata == "m"
+
+
+@pytest.mark.parametrize(
+    "obj, message",
+    [
+        ({"defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": "/l"}, "SCMP_ACT_NOTIFY cannot be the default action"),
+        ({"syscalls": [{"names": ["sysinfo"], "action": "SCMP_ACT_NOTIFY"}]},
+         "SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath"),
+        ({"listenerPath": "/l", "syscalls": [{"names": ["mkdir", "sendmsg"], "action": "SCMP_ACT_NOTIFY"}]},
+         "cannot apply to sendmsg: the runtime needs it"),
+    ],
+)  # fmt: skip
+def test_notify_needs_a_listener_and_spares_the_runtimes_calls(obj: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        LinuxSeccomp.from_json({"defaultAction": "SCMP_ACT_ALLOW", **obj})
 
 
 @pytest.mark.parametrize(

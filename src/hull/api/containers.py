@@ -21,6 +21,7 @@ from hull.errors import Conflict, HullError, InvalidArgument, NotFound
 from hull.humanize import human_duration
 from hull.images import operations
 from hull.images.filters import normalize as normalize_filters
+from hull.network.ports import summary_ports
 
 NO_CONTENT = 204
 
@@ -93,17 +94,17 @@ def summary(c: Container, now: float) -> dict[str, Any]:
         "ImageID": c.image_id,
         "Command": command_text(c),
         "Created": int(rfc3339_to_unix(c.created)),
-        "Ports": [],
+        "Ports": summary_ports(c.network_settings.get("Ports") or {}),
         "Labels": c.config.get("Labels") or {},
         "State": c.state.status,
         "Status": status_text(c, now),
         "HostConfig": {"NetworkMode": mode},
         "NetworkSettings": {"Networks": c.network_settings.get("Networks", {})},
-        "Mounts": [],
+        "Mounts": [p.to_api() for p in c.mount_points],
     }
 
 
-_LIST_FILTERS = ("id", "name", "status", "exited", "label", "ancestor", "before", "since")
+_LIST_FILTERS = ("id", "name", "status", "exited", "label", "ancestor", "before", "since", "volume")
 _STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 
 
@@ -113,6 +114,8 @@ def _matches(request: web.Request, c: Container, filters: dict[str, list[str]]) 
     if "name" in filters and not any(re.search(v, c.name) for v in filters["name"]):
         return False
     if "status" in filters and c.state.status not in filters["status"]:
+        return False
+    if "volume" in filters and not any({p.name, p.destination} & set(filters["volume"]) for p in c.mount_points):
         return False
     if "exited" in filters and (c.state.running or str(c.state.exit_code) not in filters["exited"]):
         return False
@@ -192,7 +195,7 @@ def inspect_json(request: web.Request, c: Container) -> dict[str, Any]:
         "ExecIDs": _manager(request).execs.ids_of(c.id) or None,
         "HostConfig": c.host_config,
         "GraphDriver": {"Data": graph, "Name": c.driver},
-        "Mounts": [],
+        "Mounts": [p.to_api() for p in c.mount_points],
         "Config": c.config,
         "NetworkSettings": c.network_settings,
     }
@@ -269,7 +272,9 @@ async def wait(request: web.Request) -> web.StreamResponse:
 async def remove(request: web.Request) -> web.StreamResponse:
     if params.query_bool(request, "link"):
         raise InvalidArgument("links are not supported by hull yet")
-    await _manager(request).remove(_container(request), force=params.query_bool(request, "force"))
+    await _manager(request).remove(
+        _container(request), force=params.query_bool(request, "force"), volumes=params.query_bool(request, "v")
+    )
     return web.Response(status=NO_CONTENT)
 
 

@@ -74,11 +74,11 @@ async def _add_headers(request: web.Request, response: web.StreamResponse) -> No
 
 
 def make_app(daemon: "Daemon") -> web.Application:
-    from hull.api import archive, auth, containers, exec, images, stats, system
+    from hull.api import archive, auth, build, containers, exec, images, networks, stats, system, volumes
 
     app = web.Application(middlewares=[errors_middleware], client_max_size=0)
     app[routing.DAEMON] = daemon
     app.on_response_prepare.append(_add_headers)
-    for module in (system, auth, containers, archive, images, stats, exec):
+    for module in (system, auth, containers, archive, images, build, stats, exec, volumes, networks):
         module.add_routes(app.router)
     return app

@@ -204,7 +204,7 @@ async def disk_usage(request: web.Request) -> web.StreamResponse:
             "LayersSize": layers_size,
             "Images": image_items,
             "Containers": container_items,
-            "Volumes": [],
+            "Volumes": await daemon.volumes.disk_usage(),
             "BuildCache": [],
         }
     )

@@ -38,8 +38,11 @@ from hull.fsutil import atomic_write
 from hull.images import containerconfig as cc
 from hull.runtime.cgroups import prime_migration
 from hull.runtime.spec import CONFIG_FILE
+from hull.shim import sysinfo
 from hull.shim.client import ShimClient
-from hull.shim.config import ShimConfig
+from hull.shim.config import SECCOMP_SOCKET_NAME, ShimConfig
+from hull.volumes.mounts import check_bind_sources, oci_mounts, rootfs_propagation
+from hull.volumes.mounts import plan as plan_mounts
 
 if TYPE_CHECKING:
     from hull.daemon.daemon import Daemon
@@ -160,6 +163,7 @@ class ContainerManager:
                 continue
             self._by_id[c.id] = c
             self._names[c.name] = c.id
+            self.daemon.volumes.adopt(c.mount_points, c.id, c.state.running)
 
     def _remove_incomplete(self, cid: str, directory: str) -> None:
         try:
@@ -239,7 +243,7 @@ class ContainerManager:
     async def create(self, name: str, body: dict[str, Any]) -> tuple[Container, list[str]]:
         """POST /containers/create: the record, the init and read-write layers; nothing runs yet."""
         host_config = body.pop("HostConfig", None) or {}
-        body.pop("NetworkingConfig", None)
+        networking = body.pop("NetworkingConfig", None)
         if not isinstance(host_config, dict):
             raise InvalidArgument("invalid HostConfig: must be a JSON object")
         image_ref = body.get("Image") or ""
@@ -248,11 +252,14 @@ class ContainerManager:
         config = cc.normalize(body, "container config")
         check_health_config(config)
         warnings = self._check_host_config(host_config)
+        network_settings = self.daemon.networks.settings_at_create(host_config, networking)
         image_id = await self.daemon.blocking(self.daemon.images.lookup, image_ref)
         raw = await self.daemon.blocking(self.daemon.images.images.get, image_id)
         merged = cc.merge(config, cc.normalize(json.loads(raw).get("config"), "image config"))
         merged["Image"] = image_ref
         check_request(merged, host_config)
+        mount_points = plan_mounts(merged, host_config, lambda ref: self.get(ref).mount_points)
+        check_bind_sources(mount_points)
         command = resolve_command(merged)
         if name:
             if not names.valid_name(name):
@@ -271,16 +278,19 @@ class ContainerManager:
             args=command[1:],
             driver=self.root.driver,
             directory=os.path.join(self.root.containers, cid),
+            mount_points=mount_points,
         )
         if not c.config.get("Hostname"):
             c.config["Hostname"] = cid[:12]
-        c.network_settings = self._network_settings(c)
+        c.network_settings = network_settings
         try:
+            await self.daemon.volumes.attach(c.mount_points, cid)
             top = self.daemon.images.top_layer(image_id)
             await self.daemon.locked(self.daemon.images.layers.create_rw, cid, top)
             await self.daemon.blocking(self._write_record, c)
         except BaseException:
             self._names.pop(name, None)
+            await self.daemon.volumes.detach(c.mount_points, cid, remove_anonymous=True)
             await self.daemon.locked(self._remove_incomplete, cid, c.directory)
             raise
         self._by_id[cid] = c
@@ -307,28 +317,27 @@ class ContainerManager:
         os.makedirs(c.directory, mode=0o710)
         host_network = c.host_config.get("NetworkMode") == "host"
         hostname = os.uname().nodename if host_network else c.config["Hostname"]
+        self._write_network_files(c, hostname, host_network)
+        c.save()
+
+    def _write_network_files(self, c: Container, hostname: str, host_network: bool) -> None:
+        """/etc/hostname, /etc/hosts and /etc/resolv.conf: at create, and again at each start once
+        the container has its addresses (its own, its links', its network's DNS server)."""
         files.write_container_files(
             c.directory,
             hostname,
-            files.hosts_content([]),
+            files.hosts_content(self.daemon.networks.hosts_entries(c)),
             files.resolv_conf_content(
                 host_network,
-                list(c.host_config.get("Dns") or []),
+                self.daemon.networks.dns_servers(c),
                 list(c.host_config.get("DnsSearch") or []),
                 list(c.host_config.get("DnsOptions") or []),
             ),
         )
-        c.save()
 
     def _check_host_config(self, hc: dict[str, Any]) -> list[str]:
         """Refuse what hull cannot do yet, clearly, before anything is written."""
         warnings: list[str] = []
-        mode = hc.get("NetworkMode") or "default"
-        if mode not in ("default", "bridge", "none", "host") and not mode.startswith("container:"):
-            raise NotFound(f"network {mode} not found")
-        for key in ("Binds", "PortBindings", "Mounts", "VolumesFrom", "Links"):
-            if hc.get(key):
-                raise InvalidArgument(f"{key} is not supported by hull yet (volumes and networks come later)")
         policy = RestartPolicy.from_host_config(hc)
         if hc.get("AutoRemove") and not policy.is_none:
             raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
@@ -350,22 +359,6 @@ class ContainerManager:
         out.setdefault("AutoRemove", False)
         return out
 
-    def _network_settings(self, c: Container) -> dict[str, Any]:
-        mode = c.host_config.get("NetworkMode", "default")
-        net = "bridge" if mode == "default" else mode
-        networks = {} if mode.startswith("container:") else {net: {"IPAddress": "", "Gateway": "", "MacAddress": ""}}
-        return {
-            "Bridge": "",
-            "SandboxID": "",
-            "HairpinMode": False,
-            "Ports": {},
-            "SandboxKey": "",
-            "IPAddress": "",
-            "Gateway": "",
-            "MacAddress": "",
-            "Networks": networks,
-        }
-
     # --- start --------------------------------------------------------------------------------
 
     def _exec_dir(self, cid: str) -> str:
@@ -383,7 +376,7 @@ class ContainerManager:
         except HullError as e:
             # As Docker: a --rm container that could not start is removed (its `wait removed` ends).
             if not isinstance(e, NotModified) and c.host_config.get("AutoRemove") and c.id in self._by_id:
-                await self.remove(c, force=True)
+                await self.remove(c, force=True, volumes=True)
             raise
 
     async def _start_locked(self, c: Container) -> None:
@@ -393,7 +386,10 @@ class ContainerManager:
         exec_dir = self._exec_dir(c.id)
         rootfs = await self.daemon.locked(self.daemon.images.layers.mount, c.id)
         try:
-            spec = await self.daemon.blocking(self._write_bundle, c, exec_dir, rootfs)
+            netns_path = await self.daemon.networks.attach(c)
+            if netns_path is not None:
+                await self.daemon.blocking(self._write_network_files, c, c.config["Hostname"], False)
+            spec = await self.daemon.blocking(self._write_bundle, c, exec_dir, rootfs, netns_path)
             max_size, max_file = parse_log_opts((c.host_config.get("LogConfig") or {}).get("Config") or {})
             shim_config = ShimConfig(
                 id=c.id,
@@ -413,6 +409,7 @@ class ContainerManager:
                 # the end of an attach (a detach, a client gone) leaves the shell running.
                 stdin_once=bool(c.config.get("StdinOnce")) and not c.config.get("Tty"),
                 memory_cgroup=spec["linux"].get("cgroupsPath", ""),
+                answer_sysinfo="listenerPath" in (spec["linux"].get("seccomp") or {}),
             )
             try:
                 os.unlink(c.exit_file)
@@ -447,20 +444,30 @@ class ContainerManager:
         self._watch(c, live)
         self.health.start(c)
 
-    def _write_bundle(self, c: Container, exec_dir: str, rootfs: str) -> dict[str, Any]:
+    def _write_bundle(self, c: Container, exec_dir: str, rootfs: str, netns_path: str | None) -> dict[str, Any]:
+        self.daemon.volumes.mount(c.mount_points, c.id, rootfs)
         spec = build_spec(
             SpecInputs(
                 container_id=c.id,
                 config=c.config,
                 host_config=c.host_config,
                 rootfs=rootfs,
+                volume_mounts=oci_mounts(c.mount_points),
+                rootfs_propagation=rootfs_propagation(c.mount_points),
                 hostname_path=c.hostname_path,
                 hosts_path=c.hosts_path,
                 resolv_conf_path=c.resolv_conf_path,
                 namespace_paths=self._namespace_paths(c),
+                sandbox_key=netns_path,
                 cgroup_parent_default=self.daemon.config.cgroup_parent,
                 init_path=self.daemon.config.init_path,
                 lxcfs_root=self.daemon.lxcfs.mount_point if self.daemon.lxcfs is not None else None,
+                # With lxcfs on, sysinfo(2) tells the truth too: the shim answers it (hull.shim.sysinfo).
+                sysinfo_listener=(
+                    os.path.join(exec_dir, SECCOMP_SOCKET_NAME)
+                    if self.daemon.lxcfs is not None and sysinfo.supported()
+                    else ""
+                ),
             )
         )
         os.makedirs(exec_dir, mode=0o700, exist_ok=True)
@@ -482,6 +489,7 @@ class ContainerManager:
     async def _failed_start(self, c: Container, exec_dir: str, error: HullError, released: bool = False) -> None:
         if not released:
             await self.daemon.locked(self._unmount_quietly, c.id)
+            await self.daemon.networks.detach(c)
         shutil.rmtree(exec_dir, ignore_errors=True)
         message = error.message
         c.state.error = message
@@ -496,6 +504,9 @@ class ContainerManager:
         self._fail_pending_attach(c.id, error)
 
     def _unmount_quietly(self, cid: str) -> None:
+        c = self._by_id.get(cid)
+        if c is not None:
+            self.daemon.volumes.unmount(c.mount_points, cid)
         try:
             self.daemon.images.layers.unmount(cid)
         except HullError as e:
@@ -573,7 +584,10 @@ class ContainerManager:
             self.health.stop(c.id)
             self.execs.forget(c.id)
             await self._release(c, shim)
-            if c.id in self._by_id:
+            # An auto-removed container's exit needs no record: its removal follows at once (and
+            # a crash before it leaves a record saying "running", which restore finishes the same way).
+            auto_remove = bool(c.host_config.get("AutoRemove")) and delay is None
+            if c.id in self._by_id and not auto_remove:
                 await self.daemon.blocking(c.save)
             if oom:
                 self.publish_event(c, "oom")
@@ -587,9 +601,10 @@ class ContainerManager:
                 self._restart_waits[c.id] = asyncio.create_task(self._restart_after(c, delay))
         if c.host_config.get("AutoRemove") and c.id in self._by_id:
             try:
-                await self.remove(c, force=True)
+                await self.remove(c, force=True, volumes=True)  # --rm takes the anonymous volumes too, as Docker
             except HullError as e:
                 log.warning("container %s: auto-remove failed: %s", c.id, e.message)
+                await self.daemon.blocking(c.save)
 
     def _restart_manager(self, c: Container) -> RestartManager:
         rm = self._restarts.get(c.id)
@@ -645,6 +660,7 @@ class ContainerManager:
         else:
             await self._force_delete_runtime_state(c)
         await self.daemon.locked(self._unmount_quietly, c.id)
+        await self.daemon.networks.detach(c)
         shutil.rmtree(self._exec_dir(c.id), ignore_errors=True)
 
     async def _force_delete_runtime_state(self, c: Container) -> None:
@@ -780,7 +796,8 @@ class ContainerManager:
 
     # --- remove -------------------------------------------------------------------------------
 
-    async def remove(self, c: Container, force: bool = False) -> None:
+    async def remove(self, c: Container, force: bool = False, volumes: bool = False) -> None:
+        """DELETE /containers/{id}; `volumes` (rm -v) removes its anonymous volumes as well."""
         if c.state.running:
             if not force:
                 raise Conflict(
@@ -803,6 +820,7 @@ class ContainerManager:
                 raise
             await self.daemon.blocking(shutil.rmtree, c.directory, True)
             del self._by_id[c.id]
+            await self.daemon.volumes.detach(c.mount_points, c.id, remove_anonymous=volumes)
             self._restarts.pop(c.id, None)
             if self._names.get(c.name) == c.id:
                 del self._names[c.name]

@@ -11,12 +11,13 @@ oracle, compared field by field), with Docker's defaults from `defaults` and its
 profile from `seccomp_profile`. Deliberate differences, each explained where it is made:
 cgroups live under /hull; HOME is put in the environment here rather than left to the
 runtime; a privileged container gets the capabilities this host can grant rather than every
-one the kernel knows; no networking sysctls or hooks yet. Bad input raises InvalidArgument
-worded as Docker's errors; the finished spec is also parsed by the runtime's own
+one the kernel knows; no networking sysctls or hooks (the daemon sets networks up itself).
+Bad input raises InvalidArgument worded as Docker's errors; the finished spec is also parsed by the runtime's own
 `Spec.from_json`, so nothing the runtime would refuse leaves here.
 """
 
 import copy
+import functools
 import os
 import posixpath
 import re
@@ -88,9 +89,13 @@ class SpecInputs:
     resolv_conf_path: str  # bind-mounted at /etc/resolv.conf
     shm_path: str | None = None  # a shareable /dev/shm to bind (IpcMode shareable, container:<x>)
     namespace_paths: dict[str, str] = field(default_factory=dict)  # spec type -> /proc/<pid>/ns/<x>
+    sandbox_key: str | None = None  # the network namespace the daemon made (bridge networks)
     cgroup_parent_default: str = D.DEFAULT_CGROUP_PARENT
     init_path: str = ""  # the daemon's --init binary on the host, bound at /sbin/docker-init with HostConfig.Init
     lxcfs_root: str | None = None  # the daemon's lxcfs mount point; None: the container sees the host's /proc files
+    volume_mounts: list[dict[str, Any]] = field(default_factory=list)  # binds, volumes, --mount tmpfs (hull.volumes)
+    rootfs_propagation: str = ""  # rshared or rslave when a bind's propagation needs it (hull.volumes)
+    sysinfo_listener: str = ""  # a socket of the shim's that answers sysinfo(2) (hull.shim.sysinfo); "": none
 
 
 @dataclass
@@ -268,6 +273,11 @@ def tmpfs_options(data: str) -> list[str]:
     return kept
 
 
+def mount_depth(destination: str) -> int:
+    """How many path components deep a mount is: parents (fewer) are mounted before children."""
+    return len([part for part in destination.split("/") if part])
+
+
 def tmpfs_mounts(tmpfs: Mapping[str, str]) -> list[dict[str, Any]]:
     """The mounts of HostConfig.Tmpfs ({destination: options}), parents before children."""
     mounts = []
@@ -326,7 +336,8 @@ def namespaces(inputs: SpecInputs) -> list[dict[str, str]]:
     _check_mode(pid, PID_UTS_MODES, "--pid")
     _check_mode(uts, PID_UTS_MODES, "--uts")
     # Every network mode but host and container:<x> (none, default, bridge, a network's
-    # name) gets a network namespace of its own; connecting it is the network driver's job.
+    # name) gets a network namespace of its own: on a bridge network the daemon made it
+    # already (its SandboxKey), otherwise the runtime makes a fresh one.
     modes = {"mount": "", "network": _mode(hc, "NetworkMode"), "uts": uts, "pid": pid, "ipc": ipc}
     out = []
     for ns_type in D.DEFAULT_NAMESPACES:
@@ -338,6 +349,8 @@ def namespaces(inputs: SpecInputs) -> list[dict[str, str]]:
             if not path:
                 raise InvalidArgument(f"{ns_type} namespace mode {mode!r}: the daemon gave no namespace path to join")
             out.append({"type": ns_type, "path": path})
+        elif ns_type == "network" and inputs.sandbox_key:
+            out.append({"type": ns_type, "path": inputs.sandbox_key})
         else:
             out.append({"type": ns_type})
     if _mode(hc, "CgroupnsMode") == "private":
@@ -368,16 +381,17 @@ def _shm_mount(inputs: SpecInputs) -> dict[str, Any] | None:
 
 
 def mounts(inputs: SpecInputs) -> list[dict[str, Any]]:
-    """The spec's mounts in Docker's order: defaults, /dev/shm, --tmpfs, the /etc files.
+    """The spec's mounts in Docker's order: defaults, /dev/shm, the container's own (volumes, binds,
+    --tmpfs; parents first), the /etc files.
 
-    A --tmpfs mount replaces a default one at the same destination.
+    A mount of the container's own replaces a default one at the same destination.
     """
     hc = inputs.host_config
     privileged = bool(hc.get("Privileged"))
     tmpfs = hc.get("Tmpfs") or {}
     if not isinstance(tmpfs, dict):
         raise InvalidArgument(f"Tmpfs: expected an object of destination: options, got {tmpfs!r}")
-    user = tmpfs_mounts(tmpfs)
+    user = sorted([*inputs.volume_mounts, *tmpfs_mounts(tmpfs)], key=lambda m: mount_depth(m["destination"]))
     taken = {m["destination"] for m in user}
     out = []
     for m in copy.deepcopy(D.DEFAULT_MOUNTS):
@@ -529,15 +543,41 @@ def host_devices(dev_dir: str = DEV_DIR) -> list[dict[str, Any]]:
     return out
 
 
+SYSINFO = "sysinfo"
+
+
 def seccomp(security: SecurityOptions, privileged: bool, bounding: Sequence[str]) -> dict[str, Any] | None:
     """linux.seccomp: none when privileged or unconfined, else Docker's default or the given profile."""
     if privileged or security.seccomp == UNCONFINED:
         return None
-    if security.seccomp:
-        profile = seccomp_profile.parse_security_opt_profile(security.seccomp)
-    else:
-        profile = seccomp_profile.default_profile()
-    return seccomp_profile.to_oci(profile, bounding)
+    if not security.seccomp:
+        return _default_seccomp(tuple(bounding))
+    return seccomp_profile.to_oci(seccomp_profile.parse_security_opt_profile(security.seccomp), bounding)
+
+
+def notify_sysinfo(section: dict[str, Any], listener_path: str) -> dict[str, Any]:
+    """A copy of the seccomp section that hands sysinfo(2) to the shim at `listener_path`, which
+    answers with the container's memory (lxcfs cannot reach a system call). A profile that
+    does not allow sysinfo keeps it refused."""
+    rules = []
+    allowed = False
+    for rule in section.get("syscalls", []):
+        if SYSINFO in rule["names"] and rule["action"] == "SCMP_ACT_ALLOW" and not rule.get("args"):
+            allowed = True
+            rule = {**rule, "names": [n for n in rule["names"] if n != SYSINFO]}
+        if rule["names"]:
+            rules.append(rule)
+    if not allowed:
+        return section
+    rules.append({"names": [SYSINFO], "action": "SCMP_ACT_NOTIFY"})
+    return {**section, "syscalls": rules, "listenerPath": listener_path}
+
+
+@functools.lru_cache(maxsize=16)
+def _default_seccomp(bounding: tuple[str, ...]) -> dict[str, Any]:
+    """Docker's default profile for this capability set, converted once: the conversion was half
+    a millisecond of every container start. Shared between specs, so read only."""
+    return seccomp_profile.to_oci(seccomp_profile.default_profile(), bounding)
 
 
 def capabilities(caps: list[str], user: ExecUser) -> dict[str, list[str]]:
@@ -627,6 +667,8 @@ def build_spec(inputs: SpecInputs) -> dict[str, Any]:
             list(D.DEFAULT_READONLY_PATHS) if readonly is None else _str_list(readonly, "ReadonlyPaths")
         )
     filter_section = seccomp(security, privileged, caps)
+    if filter_section is not None and inputs.sysinfo_listener:
+        filter_section = notify_sysinfo(filter_section, inputs.sysinfo_listener)
     if filter_section is not None:
         linux["seccomp"] = filter_section
 
@@ -637,6 +679,8 @@ def build_spec(inputs: SpecInputs) -> dict[str, Any]:
     if own_uts:
         spec["hostname"] = hostname
     spec["mounts"] = mounts(inputs)
+    if inputs.rootfs_propagation:
+        linux["rootfsPropagation"] = inputs.rootfs_propagation
     spec["linux"] = linux
     Spec.from_json(spec, inputs.rootfs)  # the runtime's own checks: refuse here what it would refuse at start
     return spec

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hull.fsutil import atomic_write
+from hull.volumes.mounts import MountPoint
 
 CONFIG_FILE = "config.v2.json"
 HOSTCONFIG_FILE = "hostconfig.json"
@@ -115,6 +116,7 @@ class Container:
     has_been_started_before: bool = False
     has_been_manually_stopped: bool = False
     network_settings: dict[str, Any] = field(default_factory=dict)
+    mount_points: list[MountPoint] = field(default_factory=list)
 
     @property
     def log_path(self) -> str:
@@ -162,7 +164,7 @@ class Container:
             "RestartCount": self.restart_count,
             "HasBeenStartedBefore": self.has_been_started_before,
             "HasBeenManuallyStopped": self.has_been_manually_stopped,
-            "MountPoints": {},
+            "MountPoints": {p.destination: p.to_config() for p in self.mount_points},
             "AppArmorProfile": "",
             "HostnamePath": self.hostname_path,
             "HostsPath": self.hosts_path,
@@ -199,6 +201,7 @@ class Container:
             has_been_started_before=bool(d.get("HasBeenStartedBefore")),
             has_been_manually_stopped=bool(d.get("HasBeenManuallyStopped")),
             network_settings=d.get("NetworkSettings") or {},
+            mount_points=[MountPoint.from_config(m) for m in (d.get("MountPoints") or {}).values()],
         )
 
 

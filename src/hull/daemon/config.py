@@ -2,7 +2,7 @@
 
 The file uses dockerd's key names (`data-root`, `exec-root`, `hosts`, `storage-driver`,
 `pidfile`, `log-level`, `default-runtime`, `runtimes`, `cgroup-parent`, `init-path`,
-`insecure-registries`; and hull's `lxcfs`), so a Docker user's daemon.json reads the same;
+`insecure-registries`, `bridge`; and hull's `lxcfs`), so a Docker user's daemon.json reads the same;
 unknown keys are refused, as dockerd refuses them.
 """
 
@@ -19,6 +19,7 @@ DEFAULT_EXEC_ROOT = "/run/hull"
 DEFAULT_HOST = "unix:///run/hull/hull.sock"
 DEFAULT_CONFIG_FILE = "/etc/hull/daemon.json"
 DEFAULT_CGROUP_PARENT = "/hull"
+DEFAULT_BRIDGE = "hull0"
 # The built-in runtime: hull-runtime's library driven inside the shim, no extra process.
 BUILTIN_RUNTIME = "hull"
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
@@ -43,6 +44,8 @@ class DaemonConfig:
     # Registries that may be reached over plain HTTP: "host:port" or CIDRs of their addresses
     # (loopback ones always may, as in Docker).
     insecure_registries: list[str] = field(default_factory=list)
+    # The default bridge network's Linux bridge ("none": no default bridge network, as dockerd's --bridge).
+    bridge: str = DEFAULT_BRIDGE
 
     @property
     def pidfile_path(self) -> str:
@@ -92,6 +95,7 @@ _FILE_KEYS = {
     "init-path": "init_path",
     "lxcfs": "lxcfs",
     "insecure-registries": "insecure_registries",
+    "bridge": "bridge",
 }
 
 

@@ -24,8 +24,10 @@ from hull.distribution.pull import Downloads
 from hull.errors import HullError
 from hull.images.service import ImageService
 from hull.layout import DataRoot
+from hull.network.manager import NetworkManager
 from hull.runtime.cgroups.hierarchy import mounted_hierarchies, own_cgroups
 from hull.shim.client import ForkServer
+from hull.volumes.manager import VolumeManager
 
 log = logging.getLogger("hulld")
 
@@ -45,7 +47,9 @@ class Daemon:
         self.forkserver: ForkServer | None = None
         self.lxcfs: lxcfs.Lxcfs | None = None  # None: containers see the host's /proc files
         self.warnings: list[str] = []  # what `info` reports in Warnings
+        self.volumes = VolumeManager(self)  # before the containers: loading them counts their volumes' users
         self.containers = ContainerManager(self)
+        self.networks = NetworkManager(self)
 
     async def blocking(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
         """Run blocking store or file work in a worker thread."""
@@ -61,7 +65,10 @@ class Daemon:
         log.info("image store recovered: %s", recovery)
         self.forkserver = await ForkServer.start()
         await self._start_lxcfs()
+        await self.networks.start()
+        await self.blocking(self.volumes.load)
         await self.containers.restore()
+        await self.networks.reconcile(self.containers.running_ids())
 
     async def _start_lxcfs(self) -> None:
         if not self.config.lxcfs:
@@ -82,6 +89,7 @@ class Daemon:
         await self.containers.shutdown()
         if self.forkserver is not None:
             await self.forkserver.close()
+        await self.networks.stop(containers_running=bool(self.containers.running_ids()))
         if not self.containers.running_ids():
             await self.blocking(remove_empty_cgroup_parent, self.config.cgroup_parent)
             # Running containers read files of this lxcfs: it stays for them (and the next hulld).

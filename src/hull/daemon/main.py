@@ -36,6 +36,10 @@ def parse_args(argv: list[str]) -> tuple[dict[str, object], str | None]:
     p.add_argument("-p", "--pidfile", dest="pidfile")
     p.add_argument("-l", "--log-level", dest="log_level", choices=cfg.LOG_LEVELS)
     p.add_argument("--cgroup-parent", dest="cgroup_parent")
+    p.add_argument(
+        "-b", "--bridge", dest="bridge",
+        help=f"the default bridge network's device (default {cfg.DEFAULT_BRIDGE}; none: no default bridge)",
+    )  # fmt: skip
     p.add_argument("--init-path", dest="init_path", help=f"the --init binary (default {cfg.DEFAULT_INIT_PATH})")
     p.add_argument(
         "--insecure-registry", dest="insecure_registries", action="append",

@@ -16,6 +16,8 @@ Contract (Docker's builder, BuildFromConfig, facts not code):
   the config's Shell or `/bin/sh -c`). ENTRYPOINT clears a Cmd that no earlier change set.
 - `apply_changes` returns a new normalized config; bad input is an InvalidArgument with
   Docker's wording, and the config passed in is never modified.
+- The shell lexer (`Lexer`, `raw_words`) and `port_spec` are also the Dockerfile builder's
+  (hull.build.instructions): one lexer for both.
 """
 
 import copy
@@ -96,17 +98,13 @@ class _State:
     cmd_set: bool = False
 
     def env(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for entry in self.config.get(cc.ENV) or ():
-            key, _, value = entry.partition("=")
-            out[key] = value
-        return out
+        return cc.env_map(self.config)
 
 
 # --- the shell lexer: quotes, escapes and variables ------------------------------------------------
 
 
-class _Lexer:
+class Lexer:
     """Docker's word processing for one word (or a list of words) with the environment `env`."""
 
     def __init__(self, text: str, env: Mapping[str, str]) -> None:
@@ -255,14 +253,14 @@ class _Lexer:
 
 
 def _word(text: str, env: Mapping[str, str]) -> str:
-    return _Lexer(text, env).word()
+    return Lexer(text, env).word()
 
 
 def _words(text: str, env: Mapping[str, str]) -> list[str]:
-    return _Lexer(text, env).words()
+    return Lexer(text, env).words()
 
 
-def _raw_words(text: str) -> list[str]:
+def raw_words(text: str) -> list[str]:
     """Whitespace-separated words, quotes and escapes kept for later processing (Docker's parseWords)."""
     words: list[str] = []
     current: list[str] = []
@@ -294,7 +292,7 @@ def _key_values(ins: Instruction, what: str) -> list[tuple[str, str]]:
     """ENV and LABEL arguments: `k=v k2=v2` or the legacy `k some value` (unprocessed)."""
     if not ins.rest:
         raise InvalidArgument(f"{what} requires at least one argument")
-    words = _raw_words(ins.rest)
+    words = raw_words(ins.rest)
     if "=" not in words[0]:
         parts = ins.rest.split(None, 1)
         if len(parts) < 2:
@@ -362,12 +360,12 @@ def _expose(state: _State, ins: Instruction) -> None:
         raise InvalidArgument("EXPOSE requires at least one argument")
     ports = dict(state.config.get(cc.EXPOSED_PORTS) or {})
     for spec in _words(ins.rest, state.env()):
-        for port in _port_spec(spec):
+        for port in port_spec(spec):
             ports[port] = {}
     state.config[cc.EXPOSED_PORTS] = ports
 
 
-def _port_spec(spec: str) -> list[str]:
+def port_spec(spec: str) -> list[str]:
     """`80`, `80/udp`, `8000-8002/tcp` as Docker's port keys (`80/tcp`, ...)."""
     if ":" in spec:
         raise InvalidArgument(f"EXPOSE does not support mapping a host port: {spec}")
@@ -406,7 +404,7 @@ def _volume(state: _State, ins: Instruction) -> None:
         raise InvalidArgument("VOLUME requires at least one argument")
     env = state.env()
     listed = _json_list(ins.rest)
-    paths = listed if listed is not None else [_word(w, env) for w in _raw_words(ins.rest)]
+    paths = listed if listed is not None else [_word(w, env) for w in raw_words(ins.rest)]
     volumes = dict(state.config.get(cc.VOLUMES) or {})
     for path in paths:
         if not path.strip():

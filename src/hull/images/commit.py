@@ -25,6 +25,8 @@ Contract:
 - Input is checked before anything is written (reference, changes, platform, container,
   parent image); a failure after a layer was registered frees that layer if nothing uses it.
   Unknown containers are NotFound "No such container: X", unknown images "No such image: X".
+- `history_entry`, `image_config_bytes` and `rootfs_field` write those config pieces for the
+  Dockerfile builder too (hull.build.layers).
 """
 
 import contextlib
@@ -98,7 +100,7 @@ def _register_spooled(service: ImageService, produce: Callable[[BinaryIO], str],
 # --- image configs -----------------------------------------------------------------------------------
 
 
-def _history_entry(
+def history_entry(
     created: str, *, author: str = "", created_by: str = "", comment: str = "", empty: bool = False
 ) -> dict[str, Any]:
     """One history item in Go's field order, empty fields left out (omitempty)."""
@@ -114,13 +116,14 @@ def _history_entry(
     return entry
 
 
-def _image_config(fields: Mapping[str, Any]) -> bytes:
+def image_config_bytes(fields: Mapping[str, Any]) -> bytes:
     """An image config's bytes: top-level keys sorted and empty ones dropped, as Docker marshals image.Image."""
     doc = {k: v for k, v in sorted(fields.items()) if v not in ("", None, [])}
     return cc.go_json(doc)
 
 
-def _rootfs(diff_ids: Iterable[str]) -> dict[str, Any]:
+def rootfs_field(diff_ids: Iterable[str]) -> dict[str, Any]:
+    """An image config's `rootfs` field over these layer diff ids."""
     listed = list(diff_ids)
     return {"type": LAYERS_TYPE, "diff_ids": listed} if listed else {"type": LAYERS_TYPE}  # diff_ids is omitempty
 
@@ -145,7 +148,7 @@ def import_image(
     layer = _register_source(service, source)
     try:
         created = rfc3339_nano()
-        raw = _image_config(
+        raw = image_config_bytes(
             {
                 "architecture": plat.architecture,
                 "variant": plat.variant,
@@ -153,8 +156,8 @@ def import_image(
                 "comment": comment,
                 "config": config,
                 "created": created,
-                "history": [_history_entry(created, comment=comment)],
-                "rootfs": _rootfs([layer.diff_id]),
+                "history": [history_entry(created, comment=comment)],
+                "rootfs": rootfs_field([layer.diff_id]),
             }
         )
         image_id = service.create_image(raw)
@@ -261,13 +264,13 @@ def commit(
     try:
         created = rfc3339_nano()
         history = [
-            _history_entry(h.created, author=h.author, created_by=h.created_by, comment=h.comment, empty=h.empty_layer)
+            history_entry(h.created, author=h.author, created_by=h.created_by, comment=h.comment, empty=h.empty_layer)
             for h in (parent_cfg.history if parent_cfg else ())
         ]
         created_by = " ".join(effective.get(cc.CMD) or ())
-        history.append(_history_entry(created, author=author, created_by=created_by, comment=comment, empty=empty))
+        history.append(history_entry(created, author=author, created_by=created_by, comment=comment, empty=empty))
         diff_ids = [*(parent_cfg.diff_ids if parent_cfg else ()), *(() if empty else (layer.diff_id,))]
-        raw = _image_config(
+        raw = image_config_bytes(
             {
                 "architecture": parent.get("architecture") or host_platform().architecture,
                 "variant": parent.get("variant"),
@@ -278,7 +281,7 @@ def commit(
                 "config": new_config,
                 "created": created,
                 "history": history,
-                "rootfs": _rootfs(diff_ids),
+                "rootfs": rootfs_field(diff_ids),
             }
         )
         image_id = service.create_image(raw, parent=parent_id)

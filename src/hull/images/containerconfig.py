@@ -229,6 +229,15 @@ _GO_ESCAPE_TABLE = str.maketrans(_GO_ESCAPES)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+def env_map(config: Mapping[str, Any]) -> dict[str, str]:
+    """The config's Env list ("K=V" entries) as a mapping; a later entry wins, as in the process."""
+    out: dict[str, str] = {}
+    for entry in config.get(ENV) or ():
+        key, _, value = entry.partition("=")
+        out[key] = value
+    return out
+
+
 def go_json(value: Any) -> bytes:
     """`value` as Go's json.Marshal writes it: compact, UTF-8, keys in the dicts' own order.
 

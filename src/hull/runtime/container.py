@@ -45,13 +45,14 @@ def load(opts: Options, container_id: str) -> tuple[ContainerState, str]:
     return st, current_status(opts, st)
 
 
-def _connect_console(path: str) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+def _connect(path: str, what: str) -> socket.socket:
+    """A unix socket connected to `path` (a console socket, a seccomp listenerPath)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
         sock.connect(path)
     except OSError as e:
         sock.close()
-        raise HullError(f"connect to console socket {path}: {e.strerror}") from None
+        raise HullError(f"connect to {what} {path}: {e.strerror}") from None
     return sock
 
 
@@ -69,14 +70,26 @@ def _spawn(
     on_userns: Callable[[int], None],
     on_hooks: Callable[[int], dict[str, Any]],
     seccomp_cache: str,
+    process_state: Callable[[int], dict[str, Any]],
 ) -> int:
-    """Fork the child, serve its requests until it is ready; return the container process's pid."""
+    """Fork the child, serve its requests until it is ready; return the container process's pid.
+    `process_state(pid)`: the state to send with a seccomp listener, if the filter makes one."""
     parent_end, child_end = sync.channel()
     plan.sync = child_end
-    stage_one = os.fork()
-    if stage_one == 0:
-        parent_end.close()
-        child_main(plan)
+    seccomp = plan.spec.linux.seccomp
+    if seccomp is not None and seccomp.listener_path:
+        from hull.runtime.seccomp import uses_notify  # imported already: parsing the spec's seccomp did
+
+        if uses_notify(seccomp):
+            plan.seccomp_listener = _connect(seccomp.listener_path, "seccomp listenerPath")
+    try:
+        stage_one = os.fork()
+        if stage_one == 0:
+            parent_end.close()
+            child_main(plan)
+    finally:
+        if plan.seccomp_listener is not None:
+            plan.seccomp_listener.close()  # the child's copy is the one that sends
     child_end.close()
     pid = 0
     try:
@@ -89,6 +102,7 @@ def _spawn(
 
             program = compile_filter(plan.spec.linux.seccomp, seccomp_cache)
             seccomp_fields["seccomp"] = base64.b64encode(program).decode()
+        listener_fields: dict[str, Any] = {}
         while True:
             msg = sync.recv(parent_end)
             kind = msg.get("type")
@@ -97,8 +111,10 @@ def _spawn(
                 sync.send(parent_end, sync.OK)
             elif kind == sync.PID:
                 pid = int(msg["pid"])
+                if plan.seccomp_listener is not None:
+                    listener_fields["listener_state"] = process_state(pid)
                 # Stage two waits for this: its messages need the pid.
-                sync.send(parent_end, sync.OK, **seccomp_fields)
+                sync.send(parent_end, sync.OK, **seccomp_fields, **listener_fields)
             elif kind == sync.HOOKS:
                 sync.send(parent_end, sync.OK, state=on_hooks(pid))
             elif kind == sync.READY:
@@ -114,6 +130,12 @@ def _spawn(
     finally:
         parent_end.close()
         os.waitpid(stage_one, 0)
+
+
+def _process_state(st: ContainerState, pid: int, status: str, metadata: str) -> dict[str, Any]:
+    """The OCI runtime spec's containerProcessState, sent to listenerPath with the listener's fd."""
+    return {"ociVersion": st.config.get("ociVersion", ""), "fds": ["seccompFd"], "pid": pid,
+            "metadata": metadata, "state": st.oci_state(status)}  # fmt: skip
 
 
 def _kill_quietly(pid: int) -> None:
@@ -168,7 +190,7 @@ def create(
         if con is None and spec.process.terminal:
             if not console_socket:
                 raise InvalidArgument("process.terminal is set: --console-socket is required")
-            con = _connect_console(console_socket)
+            con = _connect(console_socket, "console socket")
         plan = ChildPlan(
             spec=spec,
             process=spec.process,
@@ -192,7 +214,11 @@ def create(
             return st.oci_state(CREATED)
 
         try:
-            st.init_pid = _spawn(plan, on_userns, on_hooks, state.seccomp_cache_dir(opts.root))
+            metadata = spec.linux.seccomp.listener_metadata if spec.linux.seccomp else ""
+            st.init_pid = _spawn(
+                plan, on_userns, on_hooks, state.seccomp_cache_dir(opts.root),
+                lambda pid: _process_state(st, pid, state.CREATING, metadata),
+            )  # fmt: skip
         finally:
             os.close(exec_fifo)
             if con is not None and console_sock is None:
@@ -327,7 +353,7 @@ def exec_process(
     if con is None and process.terminal:
         if not console_socket:
             raise InvalidArgument("--tty is set: --console-socket is required")
-        con = _connect_console(console_socket)
+        con = _connect(console_socket, "console socket")
     plan = ChildPlan(
         spec=spec,
         process=process,
@@ -339,7 +365,11 @@ def exec_process(
         preserve_fds=preserve_fds,
     )
     try:
-        pid = _spawn(plan, lambda _: None, lambda _: {}, state.seccomp_cache_dir(opts.root))
+        metadata = spec.linux.seccomp.listener_metadata if spec.linux.seccomp else ""
+        pid = _spawn(
+            plan, lambda _: None, lambda _: {}, state.seccomp_cache_dir(opts.root),
+            lambda pid: _process_state(st, pid, RUNNING, metadata),
+        )  # fmt: skip
     finally:
         if con is not None and console_sock is None:
             con.close()

@@ -16,6 +16,7 @@ travel to the runtime over the sync channel and end the child; they never return
 """
 
 import base64
+import json
 import os
 import resource
 import signal
@@ -49,6 +50,10 @@ class ChildPlan:
     # Stage two's copy of the seccomp program the runtime compiled (no libseccomp in the child:
     # the container's root may have no such library, and compiling is the runtime's time).
     seccomp: bytes | None = None
+    # A filter with SCMP_ACT_NOTIFY rules: connected to the spec's listenerPath by the runtime
+    # (while the path is still in reach), and what to send there with the listener's fd.
+    seccomp_listener: socket.socket | None = None
+    listener_state: dict[str, object] | None = None
 
 
 def child_main(plan: ChildPlan) -> NoReturn:
@@ -100,6 +105,7 @@ def _stage_two(plan: ChildPlan) -> NoReturn:
     answer = sync.expect_ok(plan.sync)
     if "seccomp" in answer:
         plan.seccomp = base64.b64decode(answer["seccomp"])
+    plan.listener_state = answer.get("listener_state")
     spec, proc = plan.spec, plan.process
     slave = -1
     if plan.is_exec:
@@ -248,7 +254,13 @@ def _install_seccomp(plan: ChildPlan) -> None:
     from hull.runtime.seccomp import install  # imported already: parsing the spec's seccomp did
 
     assert plan.seccomp is not None and plan.spec.linux.seccomp is not None
-    install(plan.seccomp, plan.spec.linux.seccomp)
+    listener = install(plan.seccomp, plan.spec.linux.seccomp)
+    if listener is not None and plan.seccomp_listener is not None:
+        # The OCI way: the process state as the message, the listener's fd alongside it.
+        state = json.dumps(plan.listener_state or {}).encode()
+        socket.send_fds(plan.seccomp_listener, [state], [listener])
+        plan.seccomp_listener.close()
+        os.close(listener)
 
 
 def _exec(path: str, args: list[str], env: dict[str, str], plan: ChildPlan) -> NoReturn:

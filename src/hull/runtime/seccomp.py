@@ -64,6 +64,10 @@ ACTIONS = {
 }
 ACTIONS_WITH_ERRNO = ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE")
 NOTIFY = "SCMP_ACT_NOTIFY"
+# What the init itself calls once the filter is in (to hand over the listener, then to exec):
+# sent to the listener, they would wait for an answer that the init's own progress must give.
+NOT_NOTIFIABLE = frozenset({"sendmsg", "close", "execve", "execveat", "write", "exit", "exit_group"})
+SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
 ERRNO_RET_MAX = 0xFFFF  # the 16-bit data field of a seccomp return value
 
 # The spec's op names -> enum scmp_compare.
@@ -157,6 +161,8 @@ class LinuxSeccomp:
         listener_metadata = F.field(obj, "listenerMetadata", str, where, "")
         if listener_metadata and not listener_path:
             raise InvalidArgument(f"{where}.listenerMetadata: must not be set without listenerPath")
+        if default_action == NOTIFY:
+            raise InvalidArgument(f"{where}.defaultAction: {NOTIFY} cannot be the default action")
         syscalls = []
         for w, s in F.obj_list(obj, "syscalls", where):
             names = F.str_list(s, "names", w)
@@ -172,6 +178,11 @@ class LinuxSeccomp:
                     raise InvalidArgument(f"{aw}.op: unknown operator {op!r}")
                 args.append(SeccompArg(index, _uint64(a, "value", aw), op, _uint64(a, "valueTwo", aw, required=False)))
             action = _action(s, "action", w)
+            if action == NOTIFY:
+                if not listener_path:
+                    raise InvalidArgument(f"{w}.action: {NOTIFY} needs {where}.listenerPath")
+                if busy := sorted(set(names) & NOT_NOTIFIABLE):
+                    raise InvalidArgument(f"{w}.action: {NOTIFY} cannot apply to {busy[0]}: the runtime needs it")
             syscalls.append(SeccompSyscall(names, action, _errno_ret(s, "errnoRet", action, w), args))
         return cls(
             default_action=default_action,
@@ -280,8 +291,6 @@ class SeccompFilter:
     """A libseccomp filter context, built and checked; `export` turns it into a program."""
 
     def __init__(self, cfg: LinuxSeccomp) -> None:
-        if cfg.default_action == NOTIFY or any(s.action == NOTIFY for s in cfg.syscalls):
-            raise HullError(f"seccomp: {NOTIFY} is not supported yet")
         self._lib = lib = _library()
         default = action_value(cfg.default_action, cfg.default_errno_ret)
         self._ctx = lib.seccomp_init(default)
@@ -381,21 +390,30 @@ def compile_filter(cfg: LinuxSeccomp, cache_dir: str | None = None) -> bytes:
     return program
 
 
-def install(program: bytes, cfg: LinuxSeccomp) -> None:
-    """Install `program` (from compile_filter of `cfg`) on the calling thread, with cfg's flags."""
-    flags = 0
+def uses_notify(cfg: LinuxSeccomp) -> bool:
+    """Whether the filter hands some calls to a listener (the spec's listenerPath) to answer."""
+    return any(s.action == NOTIFY for s in cfg.syscalls)
+
+
+def install(program: bytes, cfg: LinuxSeccomp) -> int | None:
+    """Install `program` (from compile_filter of `cfg`) on the calling thread, with cfg's flags;
+    returns the notification listener's fd when the filter has SCMP_ACT_NOTIFY rules."""
+    flags = SECCOMP_FILTER_FLAG_NEW_LISTENER if uses_notify(cfg) else 0
     for flag in cfg.flags:
         flags |= FLAG_BITS[flag]
     try:
-        syscalls.seccomp_set_mode_filter(program, flags)
+        fd = syscalls.seccomp_set_mode_filter(program, flags)
     except OSError as e:
         if e.errno == errno.EACCES:
             raise HullError(
                 f"seccomp: loading the filter needs no_new_privs or CAP_SYS_ADMIN: {os.strerror(errno.EACCES)}"
             ) from None
         raise HullError(f"seccomp: cannot load the filter: {os.strerror(e.errno or 0)}") from None
+    return fd if flags & SECCOMP_FILTER_FLAG_NEW_LISTENER else None
 
 
 def load_seccomp(cfg: LinuxSeccomp) -> None:
     """Build the filter `cfg` describes and install it on the calling thread (see the module docstring)."""
-    install(compile_filter(cfg), cfg)
+    fd = install(compile_filter(cfg), cfg)
+    if fd is not None:  # nobody to hand it to here: calls sent to it fail with ENOSYS
+        os.close(fd)

@@ -170,8 +170,9 @@ class SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
-def seccomp_set_mode_filter(program: bytes, flags: int = 0) -> None:
-    """seccomp(SECCOMP_SET_MODE_FILTER, flags, program): `program` is struct sock_filter[]."""
+def seccomp_set_mode_filter(program: bytes, flags: int = 0) -> int:
+    """seccomp(SECCOMP_SET_MODE_FILTER, flags, program): `program` is struct sock_filter[]; returns
+    what the call does (the listener's fd with SECCOMP_FILTER_FLAG_NEW_LISTENER, else 0)."""
     buf = ctypes.create_string_buffer(program, len(program))
     prog = SockFprog(len(program) // BPF_INSTRUCTION_SIZE, ctypes.cast(buf, ctypes.c_void_p))
     ret = _libc.syscall(
@@ -179,6 +180,7 @@ def seccomp_set_mode_filter(program: bytes, flags: int = 0) -> None:
         ctypes.byref(prog),
     )  # fmt: skip
     _check(ret, "seccomp")
+    return int(ret)
 
 
 # The new mount API (Linux 5.2+): its syscall numbers are the same on every architecture.

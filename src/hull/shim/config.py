@@ -15,6 +15,9 @@ from typing import Any, NamedTuple
 from hull.errors import InvalidArgument
 
 SOCKET_NAME = "shim.sock"
+# Where the runtime sends a seccomp listener (the spec's linux.seccomp.listenerPath); sysinfo.py.
+# No longer than SOCKET_NAME: from_json's length check of socket_path then covers it too.
+SECCOMP_SOCKET_NAME = "seccomp"
 PID_NAME = "shim.pid"
 # The shim's own stderr (and the built-in runtime's log): kept for the daemon to read or remove.
 LOG_NAME = "shim.log"
@@ -34,10 +37,15 @@ class ShimConfig(NamedTuple):
     open_stdin: bool = False
     stdin_once: bool = False
     memory_cgroup: str = ""  # the spec's linux.cgroupsPath: where the OOM kill counter is read
+    answer_sysinfo: bool = False  # listen on seccomp_socket_path and answer sysinfo(2) (sysinfo.py)
 
     @property
     def socket_path(self) -> str:
         return os.path.join(self.exec_dir, SOCKET_NAME)
+
+    @property
+    def seccomp_socket_path(self) -> str:
+        return os.path.join(self.exec_dir, SECCOMP_SOCKET_NAME)
 
     @property
     def pid_path(self) -> str:

@@ -39,7 +39,7 @@ from hull.containers.jsonlog import JsonLogWriter
 from hull.errors import Conflict, HullError, InvalidArgument
 from hull.fsutil import atomic_write
 from hull.runtime import console
-from hull.shim import oci, protocol
+from hull.shim import oci, protocol, sysinfo
 from hull.shim.config import ShimConfig
 
 CREATED, RUNNING, PAUSED, STOPPED = "created", "running", "paused", "stopped"
@@ -110,6 +110,12 @@ class Monitor:
         # When to re-exec into a lean monitor; None: not (this one is lean already, or the container ended).
         self.slim_at: float | None = None
         self.may_slim = False  # set by the forked shim (server.Shim)
+        # sysinfo(2) answered for the container (cfg.answer_sysinfo): the socket the runtime
+        # sends seccomp listeners to, its connections until they have, and the listeners.
+        self.seccomp_socket: socket.socket | None = None
+        self.seccomp_conns: dict[int, socket.socket] = {}
+        self.notify_fds: set[int] = set()
+        self.cgroups: sysinfo.Cgroups | None = None
 
     def open_log(self) -> None:
         if self.cfg.log_path:
@@ -121,7 +127,8 @@ class Monitor:
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGCHLD, lambda _s, _f: None)  # a Python handler: the wakeup fd needs one
         assert self.listener is not None
-        for fd in (self.listener.fileno(), self.wake_r, *self.conns):
+        seccomp = [self.seccomp_socket.fileno()] if self.seccomp_socket is not None else []
+        for fd in (self.listener.fileno(), self.wake_r, *self.conns, *seccomp, *self.seccomp_conns, *self.notify_fds):
             self._refresh(fd)
         self._refresh_outputs()  # read (and log) output even while no client is attached
 
@@ -156,6 +163,8 @@ class Monitor:
             _drain(fd)
             self._reap()
             return
+        if self._seccomp_event(fd):
+            return
         conn = self.conns.get(fd)
         if conn is not None:
             if events & selectors.EVENT_WRITE:
@@ -168,9 +177,42 @@ class Monitor:
         if events & selectors.EVENT_READ and fd in self.outputs:
             self._read_output(fd)
 
+    def _seccomp_event(self, fd: int) -> bool:
+        """A seccomp listener arriving, or a sysinfo call to answer (see sysinfo.py); False: not ours."""
+        if self.seccomp_socket is not None and fd == self.seccomp_socket.fileno():
+            try:
+                sock, _ = self.seccomp_socket.accept()
+            except (BlockingIOError, InterruptedError):
+                return True
+            self.seccomp_conns[sock.fileno()] = sock
+            self._refresh(sock.fileno())
+        elif fd in self.seccomp_conns:
+            sock = self.seccomp_conns.pop(fd)
+            self._forget(fd)
+            listener = sysinfo.receive_listener(sock)
+            sock.close()
+            if listener is not None:
+                self.notify_fds.add(listener)
+                self._refresh(listener)
+        elif fd in self.notify_fds:
+            assert self.cgroups is not None
+            if not sysinfo.answer(fd, self.cgroups, self.init_pid):
+                self.notify_fds.discard(fd)
+                self._forget(fd)
+                os.close(fd)
+        else:
+            return False
+        return True
+
     def _want(self, fd: int) -> int:
         """The events `fd` should be polled for, from the current state."""
         if fd == self.wake_r or (self.listener is not None and fd == self.listener.fileno()):
+            return selectors.EVENT_READ
+        if (
+            fd in self.notify_fds
+            or fd in self.seccomp_conns
+            or (self.seccomp_socket is not None and fd == self.seccomp_socket.fileno())
+        ):
             return selectors.EVENT_READ
         conn = self.conns.get(fd)
         if conn is not None:
@@ -662,6 +704,10 @@ class Monitor:
             "master": self.master,
             "stdin_fd": self.stdin_fd,
             "conns": [{"fd": fd, **{k: getattr(c, k) for k in _CONN_FLAGS}} for fd, c in self.conns.items()],
+            "seccomp_socket": self.seccomp_socket.fileno() if self.seccomp_socket is not None else None,
+            "seccomp_conns": list(self.seccomp_conns),
+            "notify_fds": sorted(self.notify_fds),
+            "cgroups": self.cgroups.to_json() if self.cgroups is not None else None,
         }
 
     @classmethod
@@ -682,6 +728,12 @@ class Monitor:
             for k in _CONN_FLAGS:
                 setattr(conn, k, c[k])
             mon.conns[c["fd"]] = conn
+        if state["seccomp_socket"] is not None:
+            mon.seccomp_socket = socket.socket(fileno=state["seccomp_socket"])
+        mon.seccomp_conns = {fd: socket.socket(fileno=fd) for fd in state["seccomp_conns"]}
+        mon.notify_fds = set(state["notify_fds"])
+        if state["cgroups"] is not None:
+            mon.cgroups = sysinfo.Cgroups.from_json(state["cgroups"])
         mon.open_log()
         mon.watch()
         return mon
@@ -715,6 +767,9 @@ def main(state_fd: int) -> NoReturn:
 
 def _handed_fds(state: dict[str, Any]) -> list[int]:
     fds = [state["listener"], *map(int, state["outputs"]), *(c["fd"] for c in state["conns"])]
+    fds += [*state["seccomp_conns"], *state["notify_fds"]]
+    if state["seccomp_socket"] is not None:
+        fds.append(state["seccomp_socket"])
     fds += [fd for fd in (state["master"], state["stdin_fd"]) if fd is not None and fd not in fds]
     return fds
 

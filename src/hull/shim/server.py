@@ -17,7 +17,7 @@ from hull import multiplex
 from hull.errors import Conflict, HullError
 from hull.fsutil import atomic_write
 from hull.runtime import syscalls
-from hull.shim import oci, protocol
+from hull.shim import oci, protocol, sysinfo
 from hull.shim.config import ShimConfig
 from hull.shim.monitor import Monitor, print_traceback, run, unlink_if_exists, write_all
 
@@ -32,10 +32,16 @@ class Shim(Monitor):
         syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
         self.listener = _listen(cfg.socket_path)
         try:
+            if cfg.answer_sysinfo:
+                # Before the runtime's create: the runtime connects to it then (see sysinfo.py).
+                self.seccomp_socket = _listen(cfg.seccomp_socket_path)
+                self.cgroups = _sysinfo_cgroups(cfg)
             self._setup_rest()
         except BaseException:
-            self.listener.close()
-            unlink_if_exists(cfg.socket_path)
+            for sock, path in ((self.listener, cfg.socket_path), (self.seccomp_socket, cfg.seccomp_socket_path)):
+                if sock is not None:
+                    sock.close()
+                    unlink_if_exists(path)
             raise
         self.watch()
 
@@ -72,6 +78,17 @@ class Shim(Monitor):
         if self.stdin_fd is not None:
             os.set_blocking(self.stdin_fd, False)
         atomic_write(cfg.pid_path, str(os.getpid()).encode(), fsync=False)
+
+
+def _sysinfo_cgroups(cfg: ShimConfig) -> sysinfo.Cgroups:
+    """The container's memory and pids cgroup directories, as the runtime will make them."""
+    from hull.runtime.cgroups import new_manager
+
+    manager = new_manager(cfg.memory_cgroup, cfg.id)
+    paths = manager.paths()
+    if manager.version == 2:  # one directory for every controller
+        return sysinfo.Cgroups(paths[""], paths[""], True)
+    return sysinfo.Cgroups(paths.get("memory", ""), paths.get("pids", ""), False)
 
 
 def _listen(path: str) -> socket.socket:

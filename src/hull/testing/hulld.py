@@ -34,6 +34,10 @@ class HullDaemon:
         self.socket = self.workdir / "hull.sock"
         self.host = f"unix://{self.socket}"
         self.extra_args = list(extra_args or [])
+        if "--bridge" not in self.extra_args:
+            # A default bridge of its own (hull0 is the system daemon's): hull + the directory's suffix.
+            self.bridge = "hull" + self.workdir.name.removeprefix("hd-")
+            self.extra_args += ["--bridge", self.bridge]
         self._proc: subprocess.Popen[bytes] | None = None
         self.start()
 

@@ -26,7 +26,7 @@ def _c(ident: str) -> str:
     return f"/containers/{path_quote(ident)}"
 
 
-def _each(ctx: Context, names: list[str], action: Any) -> int:
+def each(ctx: Context, names: list[str], action: Any) -> int:
     """Apply `action(name)` to every name; errors are printed, the status is 1 if any failed."""
     status = 0
     for name in names:
@@ -277,7 +277,7 @@ def cmd_start(ctx: Context, a: argparse.Namespace) -> int:
         stdin = a.interactive and bool(cfg.get("OpenStdin"))
         keys = check_detach_keys(a.detach_keys)
         return _run_attached(ctx, info["Id"], (stdin, True, True), tty, False, not tty, detach_keys=keys)
-    return _each(ctx, a.containers, lambda c: client.post(f"{_c(c)}/start"))
+    return each(ctx, a.containers, lambda c: client.post(f"{_c(c)}/start"))
 
 
 def args_attach(p: argparse.ArgumentParser) -> None:
@@ -323,7 +323,7 @@ def cmd_stop(ctx: Context, a: argparse.Namespace) -> int:
         if not client.at_least("1.42"):
             raise CLIError(f'"--signal" requires API version 1.42, but the daemon API version is {client.version}')
         params["signal"] = a.signal
-    return _each(ctx, a.containers, lambda c: client.request("POST", f"{_c(c)}/stop", params).read())
+    return each(ctx, a.containers, lambda c: client.request("POST", f"{_c(c)}/stop", params).read())
 
 
 def args_restart(p: argparse.ArgumentParser) -> None:
@@ -335,7 +335,7 @@ def cmd_restart(ctx: Context, a: argparse.Namespace) -> int:
     params: dict[str, Any] = {"t": a.time}
     if a.signal:
         params["signal"] = a.signal
-    return _each(ctx, a.containers, lambda c: client.post(f"{_c(c)}/restart", params))
+    return each(ctx, a.containers, lambda c: client.post(f"{_c(c)}/restart", params))
 
 
 def args_kill(p: argparse.ArgumentParser) -> None:
@@ -346,7 +346,7 @@ def args_kill(p: argparse.ArgumentParser) -> None:
 def cmd_kill(ctx: Context, a: argparse.Namespace) -> int:
     client = ctx.client
     params = {"signal": a.signal or None}
-    return _each(ctx, a.containers, lambda c: client.post(f"{_c(c)}/kill", params))
+    return each(ctx, a.containers, lambda c: client.post(f"{_c(c)}/kill", params))
 
 
 def args_pause(p: argparse.ArgumentParser) -> None:
@@ -354,14 +354,14 @@ def args_pause(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_pause(ctx: Context, a: argparse.Namespace) -> int:
-    return _each(ctx, a.containers, lambda c: ctx.client.post(f"{_c(c)}/pause"))
+    return each(ctx, a.containers, lambda c: ctx.client.post(f"{_c(c)}/pause"))
 
 
 args_unpause = args_pause
 
 
 def cmd_unpause(ctx: Context, a: argparse.Namespace) -> int:
-    return _each(ctx, a.containers, lambda c: ctx.client.post(f"{_c(c)}/unpause"))
+    return each(ctx, a.containers, lambda c: ctx.client.post(f"{_c(c)}/unpause"))
 
 
 def args_rename(p: argparse.ArgumentParser) -> None:
@@ -384,7 +384,7 @@ def args_rm(p: argparse.ArgumentParser) -> None:
 def cmd_rm(ctx: Context, a: argparse.Namespace) -> int:
     client = ctx.client
     params = {"force": a.force or None, "v": a.volumes or None, "link": a.link or None}
-    return _each(ctx, a.containers, lambda c: client.delete(_c(c), params))
+    return each(ctx, a.containers, lambda c: client.delete(_c(c), params))
 
 
 def args_wait(p: argparse.ArgumentParser) -> None:

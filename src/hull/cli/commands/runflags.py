@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from hull.cli import units
+from hull.cli import mountflag, units
 from hull.cli.client import CLIError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (7 ms of every start)
@@ -47,6 +47,9 @@ def add_flags(p: argparse.ArgumentParser, run: bool) -> None:
     a("--ipc", default="", help="IPC mode to use")
     a("--uts", default="", help="UTS namespace to use")
     a("--network", "--net", default="default", help="connect a container to a network")
+    a("--network-alias", "--net-alias", action="append", default=[], help="add network-scoped alias for the container")
+    a("--ip", default="", help="IPv4 address (e.g., 172.30.100.104)")
+    a("--link", action="append", default=[], help="add link to another container")
     a("--cgroup-parent", default="", help="optional parent cgroup for the container")
     a("--cgroupns", default="", help="cgroup namespace to use (host|private)")
     a("--cpus", default=None, help="number of CPUs")
@@ -71,6 +74,7 @@ def add_flags(p: argparse.ArgumentParser, run: bool) -> None:
     a("--restart", default="no", help="restart policy to apply when a container exits")
     a("-v", "--volume", action="append", default=[], help="bind mount a volume")
     a("--volumes-from", action="append", default=[], help="mount volumes from the specified container(s)")
+    a("--mount", action="append", default=[], help="attach a filesystem mount to the container")
     a("-p", "--publish", action="append", default=[], help="publish a container's port(s) to the host")
     a("-P", "--publish-all", action="store_true", help="publish all exposed ports to random ports")
     a("--expose", action="append", default=[], help="expose a port or a range of ports")
@@ -283,6 +287,7 @@ def create_body(a: argparse.Namespace, detach: bool) -> dict[str, Any]:
         "AutoRemove": bool(getattr(a, "rm", False)),
         "VolumeDriver": "",
         "VolumesFrom": a.volumes_from or None,
+        "Mounts": [mountflag.parse(m) for m in a.mount] or None,
         "CapAdd": a.cap_add or None,
         "CapDrop": a.cap_drop or None,
         "CgroupnsMode": a.cgroupns,
@@ -293,7 +298,7 @@ def create_body(a: argparse.Namespace, detach: bool) -> dict[str, Any]:
         "GroupAdd": None,
         "IpcMode": a.ipc,
         "Cgroup": "",
-        "Links": None,
+        "Links": a.link or None,
         "OomScoreAdj": 0,
         "PidMode": a.pid,
         "Privileged": a.privileged,
@@ -330,6 +335,11 @@ def create_body(a: argparse.Namespace, detach: bool) -> dict[str, Any]:
     endpoints: dict[str, Any] = {}
     if network and network not in ("default", "bridge", "host", "none") and not network.startswith("container:"):
         endpoints[network] = {}
+    if a.network_alias or a.ip:
+        endpoint = endpoints.setdefault(network, {})
+        endpoint["Aliases"] = a.network_alias or None
+        if a.ip:
+            endpoint["IPAMConfig"] = {"IPv4Address": a.ip}
     return {**config, "HostConfig": host, "NetworkingConfig": {"EndpointsConfig": endpoints}}
 
 

@@ -1,0 +1,105 @@
+"""The network scenarios through the official docker CLI against hulld (DOCKER_HOST = its socket)."""
+
+import json
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+
+import pytest
+
+from hull.testing.hulld import HullDaemon
+
+pytestmark = pytest.mark.container
+
+SERVE = "mkdir -p /www && echo hello from $(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"
+
+
+def docker(d: HullDaemon, *args: str) -> subprocess.CompletedProcess[str]:
+    return d.cli("docker", *args)
+
+
+def ok(d: HullDaemon, *args: str) -> str:
+    r = docker(d, *args)
+    assert r.returncode == 0, f"docker {' '.join(args)}: {r.stderr}"
+    return r.stdout
+
+
+def fetch(url: str) -> str:
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=3) as resp:
+                return str(resp.read().decode())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_user_network_by_name_and_published_ports(hulld: HullDaemon, free_port: Callable[[], int]) -> None:
+    port = free_port()
+    ok(hulld, "network", "create", "--subnet", "10.125.0.0/24", "dnet")
+    try:
+        ls = ok(hulld, "network", "ls")
+        assert ls.splitlines()[0].split() == ["NETWORK", "ID", "NAME", "DRIVER", "SCOPE"]
+        assert any(line.split()[1:] == ["dnet", "bridge", "local"] for line in ls.splitlines()[1:])
+        ok(hulld, "run", "-d", "--name", "dweb", "--network", "dnet", "--network-alias", "site",
+           "-p", f"127.0.0.1:{port}:80", "busybox", "sh", "-c", SERVE)  # fmt: skip
+        for host in ("dweb", "site"):
+            out = ok(hulld, "run", "--rm", "--network", "dnet", "busybox", "wget", "-qO-", f"http://{host}/")
+            assert out.startswith("hello from")
+        assert fetch(f"http://127.0.0.1:{port}/").startswith("hello from")
+        assert ok(hulld, "port", "dweb").strip() == f"80/tcp -> 127.0.0.1:{port}"
+        assert f"127.0.0.1:{port}->80/tcp" in ok(hulld, "ps", "--filter", "name=dweb")
+        ip = ok(hulld, "inspect", "-f", "{{.NetworkSettings.Networks.dnet.IPAddress}}", "dweb").strip()
+        assert ip.startswith("10.125.0.")
+        net = json.loads(ok(hulld, "network", "inspect", "dnet"))[0]
+        assert net["IPAM"]["Config"] == [{"Subnet": "10.125.0.0/24", "Gateway": "10.125.0.1"}]
+        assert [c["IPv4Address"] for c in net["Containers"].values()] == [f"{ip}/24"]
+        r = docker(hulld, "network", "rm", "dnet")
+        assert r.returncode != 0 and "has active endpoints" in r.stderr
+    finally:
+        docker(hulld, "rm", "-f", "dweb")
+        docker(hulld, "network", "rm", "dnet")
+
+
+def test_publish_all_and_default_bridge(hulld: HullDaemon) -> None:
+    try:
+        ok(hulld, "run", "-d", "--name", "dall", "--expose", "80", "-P", "busybox", "sh", "-c", SERVE)
+        host_port = ok(hulld, "port", "dall", "80").strip().rsplit(":", 1)[1]
+        assert fetch(f"http://127.0.0.1:{host_port}/").startswith("hello from")
+        info = json.loads(ok(hulld, "inspect", "dall"))[0]["NetworkSettings"]
+        assert info["IPAddress"] and info["Gateway"] and info["Networks"]["bridge"]["IPAddress"] == info["IPAddress"]
+        hosts = ok(hulld, "exec", "dall", "cat", "/etc/hosts")
+        assert f"{info['IPAddress']}\t" in hosts
+    finally:
+        docker(hulld, "rm", "-f", "dall")
+
+
+def test_errors_as_docker_words_them(hulld: HullDaemon) -> None:
+    r = docker(hulld, "run", "--rm", "--network", "ghostnet", "busybox", "true")
+    assert r.returncode != 0 and "network ghostnet not found" in r.stderr
+    ok(hulld, "network", "create", "--subnet", "10.126.0.0/16", "dov1")
+    try:
+        r = docker(hulld, "network", "create", "--subnet", "10.126.1.0/24", "dov2")
+        assert r.returncode != 0 and "Pool overlaps with other one on this address space" in r.stderr
+    finally:
+        docker(hulld, "network", "rm", "dov1")
+
+
+def test_connect_disconnect_prune(hulld: HullDaemon) -> None:
+    ok(hulld, "network", "create", "dcn")
+    ok(hulld, "network", "create", "dunused")
+    try:
+        ok(hulld, "run", "-d", "--name", "dcon", "busybox", "sh", "-c", SERVE)
+        ok(hulld, "network", "connect", "--alias", "other", "dcn", "dcon")
+        out = ok(hulld, "run", "--rm", "--network", "dcn", "busybox", "wget", "-qO-", "http://other/")
+        assert out.startswith("hello from")
+        ok(hulld, "network", "disconnect", "dcn", "dcon")
+        pruned = ok(hulld, "network", "prune", "-f")
+        assert "dcn" in pruned and "dunused" in pruned
+        assert "dcn" not in ok(hulld, "network", "ls")
+    finally:
+        docker(hulld, "rm", "-f", "dcon")
+        docker(hulld, "network", "rm", "dcn", "dunused")
