@@ -288,24 +288,35 @@ class LoadHundredMegabytes(_Engines):
 
 @register
 class HullRunRmTrue(_Engines):
-    """`hull run --rm busybox true` (hull's CLI and hulld) against `docker run --rm busybox true` on dockerd."""
+    """`hull run --rm busybox true` (hull's CLI and hulld) against `docker run --rm busybox true` on dockerd,
+    both with `--network none`: what the engines cost without their networks (bridge-* scenarios: with)."""
 
     name = "hull-run-rm-true"
+    flags: tuple[str, ...] = ("--network", "none")
 
     def command(self, side: Side, run_id: str) -> list[str]:
         if side == "hull":
-            return [hull_program("hull"), "-H", self.hulld.host, "run", "--rm", self.image, "true"]
-        return ["docker", "--host", self.docker.host, "run", "--rm", self.image, "true"]
+            return [hull_program("hull"), "-H", self.hulld.host, "run", "--rm", *self.flags, self.image, "true"]
+        return ["docker", "--host", self.docker.host, "run", "--rm", *self.flags, self.image, "true"]
+
+
+@register
+class HullRunRmTrueBridge(HullRunRmTrue):
+    """`hull run --rm busybox true` against `docker run --rm busybox true`, each on its default bridge."""
+
+    name = "hull-run-rm-true-bridge"
+    networking = True
+    flags = ()
 
 
 @register
 class DockerCliRunRmTrue(_Engines):
-    """The official `docker run --rm busybox true`, against hulld and against dockerd."""
+    """The official `docker run --rm --network none busybox true`, against hulld and against dockerd."""
 
     name = "docker-run-rm-true"
 
     def command(self, side: Side, run_id: str) -> list[str]:
-        return ["docker", "--host", self.host(side), "run", "--rm", self.image, "true"]
+        return ["docker", "--host", self.host(side), "run", "--rm", "--network", "none", self.image, "true"]
 
 
 @register
@@ -358,12 +369,12 @@ CONCURRENT_RUNS = 20
 
 @register
 class ConcurrentRuns(_Engines):
-    """20 `docker run --rm busybox true` at once (all must succeed), against hulld and against dockerd."""
+    """20 `docker run --rm --network none busybox true` at once (all must succeed), against hulld and dockerd."""
 
     name = "run-20-concurrent"
 
     def command(self, side: Side, run_id: str) -> list[str]:
-        one = f"docker --host {self.host(side)} run --rm {self.image} true"
+        one = f"docker --host {self.host(side)} run --rm --network none {self.image} true"
         # Every run's status counts: the script fails if any one of them failed.
         script = (
             f"for i in $(seq {CONCURRENT_RUNS}); do {one} & done; "
