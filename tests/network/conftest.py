@@ -32,14 +32,19 @@ class OutsideServer:
 
 NS = "hulltest-egress"
 HOST_END, NS_END = "hvtest0egress", "eth0"
-# Answers one line per connection: the client's address, as the server sees it.
+# Answers one line per connection: the client's address, as the server sees it. It reads the
+# request first: closing a socket with unread data resets the connection, and wget then fails.
 SERVER = (
     "import socket,sys\n"
     "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
     "s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(8)\n"
     "while True:\n"
-    "    c, a = s.accept()\n"
-    "    c.sendall(f'HTTP/1.0 200 OK\\r\\n\\r\\nfrom {a[0]}\\n'.encode()); c.close()\n"
+    "    c, a = s.accept(); d = b''\n"
+    "    try:\n"
+    "        while b'\\r\\n\\r\\n' not in d and (x := c.recv(4096)): d += x\n"
+    "        c.sendall(f'HTTP/1.0 200 OK\\r\\n\\r\\nfrom {a[0]}\\n'.encode())\n"
+    "    except OSError: pass  # a probe that connected and left\n"
+    "    c.close()\n"
 )
 
 
