@@ -3,6 +3,7 @@
 what the shell in the container sees (`stty size`), what the client's terminal is left with,
 and what the daemon reports about the container afterwards."""
 
+import re
 import shutil
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from hull.testing.hulld import HullDaemon
+from hull.testing.registry import LocalRegistry
 from hull.testing.terminal import PtySession
 
 HULL = str(Path(sys.executable).parent / "hull")
@@ -171,3 +173,29 @@ def test_tmux_run_it(hulld: HullDaemon, name: str, tmp_path: Path) -> None:
         assert state(hulld, name)["Running"] is True
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True)
+
+
+def test_pull_on_a_terminal_draws_a_bar_per_layer(hulld: HullDaemon, registry: LocalRegistry) -> None:
+    name = f"{registry.domain}/tty/bb:1"
+    made = hulld.cli("hull", "run", "--name", "tty-layer", "busybox", "sh", "-c", "head -c 300000 /dev/urandom > /blob")
+    assert made.returncode == 0, made.stderr
+    assert hulld.cli("hull", "commit", "tty-layer", name).returncode == 0
+    hulld.cli("hull", "rm", "tty-layer")
+    pushed = hulld.cli("hull", "push", name)
+    assert pushed.returncode == 0, pushed.stderr
+    assert hulld.cli("hull", "rmi", name).returncode == 0  # its own layer goes with it: the pull fetches it
+    pull = session(hulld, "hull", "pull", name, cols=120)
+    try:
+        pull.expect(rb"1: Pulling from " + re.escape(name.rsplit(":", 1)[0].encode()))
+        # A bar ("━") with the bytes so far, then the layer's last status.
+        pull.expect("━".encode() + rb"[^\r\n]*/[^\r\n]*B", timeout=30)
+        pull.expect(rb"Pull complete")
+        pull.expect(rb"Status: Downloaded newer image for " + re.escape(name.encode()))
+        assert pull.wait() == 0
+    finally:
+        pull.close()
+    hulld.cli("hull", "rmi", name)
+    # Not a terminal: docker's plain lines, no bar.
+    plain = hulld.cli("hull", "pull", name)
+    assert "━" not in plain.stdout and ": Pull complete" in plain.stdout, plain.stdout
+    hulld.cli("hull", "rmi", name)

@@ -57,3 +57,38 @@ def test_login_push_pull_logout(hulld: HullDaemon, locked_registry: LocalRegistr
     assert out.returncode == 0 and f"Removing login credentials for {reg}" in out.stdout
     hulld.cli("docker", "rmi", name)
     assert _run(hulld, tmp_path, client, "pull", name).returncode != 0
+
+
+@pytest.fixture(scope="module")
+def token_registry() -> Iterator[LocalRegistry]:
+    r = LocalRegistry(token_users={"bob": "t0ken-pass"})
+    try:
+        yield r
+    finally:
+        r.stop()
+
+
+@pytest.mark.parametrize("client", ["docker", "hull"])
+def test_bearer_token_auth(hulld: HullDaemon, token_registry: LocalRegistry, tmp_path: Path, client: str) -> None:
+    """The registry's 401 names a token realm: hulld trades the user's credentials there for a token
+    scoped to the repository (pull, or pull and push), as dockerd does."""
+    reg, token = token_registry.domain, token_registry.token
+    assert token is not None
+    name = f"{reg}/tokened/bb:{client}"
+    hulld.cli("docker", "tag", "busybox", name)
+    assert _run(hulld, tmp_path, client, "push", name).returncode != 0  # the token server wants a user
+    wrong = _run(hulld, tmp_path, client, "login", "-u", "bob", "-p", "wrong", reg)
+    assert wrong.returncode != 0 and "unauthorized" in wrong.stderr.lower()
+    ok = _run(hulld, tmp_path, client, "login", "-u", "bob", "--password-stdin", reg, input=b"t0ken-pass\n")
+    assert ok.returncode == 0 and "Login Succeeded" in ok.stdout, ok.stderr
+    pushed = _run(hulld, tmp_path, client, "push", name)
+    assert pushed.returncode == 0, pushed.stderr
+    hulld.cli("docker", "rmi", name)
+    pulled = _run(hulld, tmp_path, client, "pull", name)
+    assert pulled.returncode == 0, pulled.stderr
+    scopes = {r["scope"] for r in token.requests if r["user"] == "bob"}
+    assert "repository:tokened/bb:pull,push" in scopes and "repository:tokened/bb:pull" in scopes
+    assert all(r["service"] == "hull-test-registry" for r in token.requests)
+    ran = hulld.cli("docker", "run", "--rm", "--network", "none", name, "echo", "tokened")
+    assert ran.stdout == "tokened\n", ran.stderr
+    hulld.cli("docker", "rmi", name)

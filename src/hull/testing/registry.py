@@ -1,7 +1,7 @@
 """A private Distribution registry for tests and benchmarks: Debian's docker-registry on 127.0.0.1.
 
 `LocalRegistry` writes a config (filesystem storage in a scratch directory, a free loopback
-port, optionally htpasswd auth) and runs `docker-registry serve` on it; `stop` ends it and
+port, optionally htpasswd or token auth) and runs `docker-registry serve` on it; `stop` ends it and
 removes the directory. `put_blob` / `put_manifest` speak the Registry HTTP API directly (for
 tests that need content no client would push: manifest lists, corrupted blobs), and
 `blob_path` is where the registry keeps a blob on disk.
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from hull.errors import HullError
+from hull.testing.tokenserver import TokenServer
 
 INSTALL_HINT = "install it with `apt-get install docker-registry` (or `make setup`)"
 START_TIMEOUT = 20.0
@@ -30,7 +31,10 @@ def _free_port() -> int:
 
 
 class LocalRegistry:
-    def __init__(self, htpasswd: str | None = None) -> None:
+    def __init__(self, htpasswd: str | None = None, token_users: dict[str, str] | None = None,
+                 token: bool = False) -> None:  # fmt: skip
+        """`htpasswd`: basic auth with these users; `token` (or `token_users`): Docker's token auth
+        through a TokenServer of its own (`self.token`) that knows these users (None: anonymous)."""
         program = shutil.which("docker-registry")
         if program is None:
             raise HullError(f"docker-registry not found: {INSTALL_HINT}")
@@ -41,6 +45,10 @@ class LocalRegistry:
         if htpasswd is not None:
             (self.workdir / "htpasswd").write_text(htpasswd)
             auth = f"auth:\n  htpasswd:\n    realm: test-realm\n    path: {self.workdir / 'htpasswd'}\n"
+        self.token: TokenServer | None = None
+        if token or token_users is not None:
+            self.token = TokenServer(self.workdir, token_users)
+            auth = self.token.registry_auth_config()
         (self.workdir / "config.yml").write_text(
             "version: 0.1\n"
             "log:\n  level: info\n"
@@ -110,4 +118,6 @@ class LocalRegistry:
                 self._proc.kill()
                 self._proc.wait()
         self._log.close()
+        if self.token is not None:
+            self.token.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)

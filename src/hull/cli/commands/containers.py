@@ -19,6 +19,7 @@ from hull.cli.terminal import RawTerminal, WindowSize
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (7 ms of every start)
 if TYPE_CHECKING:
     import threading
+    from collections.abc import Iterator
     from typing import Any
 
 
@@ -67,14 +68,29 @@ def pull_image(client: APIClient, ref: str, quiet: bool = False, out: Any = None
 
 
 def follow_progress(client: APIClient, resp: Any, quiet: bool, out: Any) -> None:
-    """Print a pull's or push's JSON messages as `id: status` lines; an error in the stream raises."""
-    for msg in client.json_lines(resp):
+    """Show a pull's or push's JSON messages: on a terminal as a progress bar per layer (rich),
+    else as `id: status` lines, as docker does; an error in the stream raises."""
+    messages = _checked(client.json_lines(resp))
+    if quiet:
+        for _ in messages:
+            pass
+    elif out.isatty():
+        from hull.cli.progress import show_progress  # rich only where a terminal shows it
+
+        show_progress(messages, out)
+    else:
+        for msg in messages:
+            if msg.get("status"):
+                ident = msg.get("id")
+                out.write((f"{ident}: " if ident else "") + f"{msg['status']}\n")
+    out.flush()
+
+
+def _checked(messages: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for msg in messages:
         if msg.get("error") or msg.get("errorDetail"):
             raise CLIError(str(msg.get("error") or msg["errorDetail"].get("message")))
-        if not quiet and msg.get("status"):
-            ident = msg.get("id")
-            out.write((f"{ident}: " if ident else "") + f"{msg['status']}\n")
-    out.flush()
+        yield msg
 
 
 def _create(ctx: Context, a: argparse.Namespace, body: dict[str, Any]) -> str:
