@@ -30,7 +30,7 @@ from typing import Any
 
 from hull.build import cache, instructions
 from hull.build.context import BuildContext
-from hull.build.copy import CopyRequest, ImageTree, Tree, checksum, parse_chmod, write
+from hull.build.copy import CopyRequest, ImageTree, Tree, history_source, parse_chmod, write
 from hull.build.dockerfile import Dockerfile, Instruction, Stage, parse
 from hull.build.instructions import StageState, expand, expand_words
 from hull.build.layers import child_image, layer_from_tree, top_layer
@@ -279,7 +279,7 @@ class Builder:
         cleanup: list[Callable[[], Any]] = []
         try:
             trees = await self._trees(state, ins, req, source_from, heredoc_files, cleanup)
-            kind = await self.daemon.blocking(checksum, trees, req)
+            kind = await self.daemon.blocking(history_source, req, trees)
             created_by = instructions.nop_layer(state, f"{ins.keyword} {kind} in {dest} ")
             unpack_from = self.context if ins.keyword == "ADD" else None
             await self._layer_step(state, created_by, lambda root: write(root, trees, req, unpack_from))

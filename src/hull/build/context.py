@@ -9,19 +9,25 @@ Contract:
   `spool_dir` and reads its headers only; content is read from the spool when a step needs
   it. A cached rebuild therefore writes no context file anywhere: it only hashes what its
   COPY and ADD steps name.
-- `checksum(path)` is the cache's view of a path: for a file, its type, mode, owner, size,
-  link target and content (not its mtime, as Docker's cache); for a directory, the sorted
-  checksums of everything below it. Results are remembered for the build. `path_checksum`
-  computes it for the context and for the trees of `COPY --from` (copy.ImageTree) alike.
+- `checksum(path)` is the source hash that Docker's legacy builder writes in COPY and ADD
+  history lines (and that the cache therefore compares): for a file, `file:` and the tarsum
+  (version 1) of its header and content, the mtime left out; for a directory, `dir:` and the
+  sha256 of the sorted sums of it and everything below it, joined by commas; symlinks count
+  as their targets. Results are remembered for the build. `path_checksum` computes it for the
+  context and for the trees of `COPY --from` (copy.ImageTree) alike.
 - Paths that leave the context (`../x`) are refused with Docker's "forbidden path outside the
   build context"; a source that matches nothing is NotFound, as Docker words it.
 """
 
 import bisect
+import functools
+import grp
 import hashlib
 import os
 import posixpath
+import pwd
 import shutil
+import stat
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -32,6 +38,7 @@ from hull.errors import InvalidArgument, NotFound
 from hull.storage.compression import READ_SIZE, Readable, open_decompressed
 
 GLOB_CHARS = "*?["
+MAX_SYMLINKS = 40  # as the kernel's limit on a path's links
 
 
 def clean(path: str) -> str:
@@ -40,27 +47,31 @@ def clean(path: str) -> str:
     return "" if cleaned == "." else cleaned
 
 
-def _dir_info(name: str) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type = tarfile.DIRTYPE
-    info.mode = 0o755
-    return info
+class ImplicitDir(tarfile.TarInfo):
+    """A directory the tar names only through its files (or the root): no header of its own."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.type = tarfile.DIRTYPE
+        self.mode = 0o755
 
 
 class BuildContext:
     """One received context; `close` drops its spool."""
 
+    headers_from_disk = False
+
     def __init__(self, spool: IO[bytes]) -> None:
         self._spool = spool
         self._fd = spool.fileno()
-        self.entries: dict[str, tarfile.TarInfo] = {"": _dir_info("")}
+        self.entries: dict[str, tarfile.TarInfo] = {"": ImplicitDir("")}
         with tarfile.open(fileobj=spool, mode="r:") as tar:
             for info in tar:
                 path = clean(info.name)
                 self.entries[path] = info
                 parent = posixpath.dirname(path)
                 while parent and parent not in self.entries:
-                    self.entries[parent] = _dir_info(parent)
+                    self.entries[parent] = ImplicitDir(parent)
                     parent = posixpath.dirname(parent)
         self.paths = sorted(self.entries)
         self._sums: dict[str, str] = {}
@@ -145,7 +156,14 @@ class BuildContext:
 
 
 class Indexed(Protocol):
-    """A tree whose paths can be summed: the context, or an image's files (copy.ImageTree)."""
+    """A tree whose paths can be summed: the context, or an image's files (copy.ImageTree).
+
+    `headers_from_disk`: Docker sums the context by the headers of the client's tar as they came,
+    and the files of an image (`COPY --from`) by headers it makes from them, which carry the file
+    type in the mode and the host's user and group names.
+    """
+
+    headers_from_disk: bool
 
     def get(self, path: str) -> tarfile.TarInfo | None: ...
     def below(self, path: str) -> list[str]: ...
@@ -153,38 +171,88 @@ class Indexed(Protocol):
 
 
 def path_checksum(tree: Indexed, path: str, memo: dict[str, str]) -> str:
-    """The cache's view of `path` in `tree` (see the module docstring); `memo` keeps results for the build."""
+    """Docker's legacy builder's hash of a COPY/ADD source (see the module docstring): `file:<sum>`
+    or `dir:<sum>`; `memo` keeps results for the build."""
     path = clean(path)
     cached = memo.get(path)
     if cached is not None:
         return cached
-    info = tree.get(path)
-    if info is None:
+    if tree.get(path) is None:
         raise NotFound(f"stat {path}: file does not exist")
-    if info.isdir():
-        h = hashlib.sha256()
-        for sub in tree.below(path):
-            entry = _entry_checksum(tree, sub, memo)
-            h.update(f"{sub[len(path) :]}\0{entry}\n".encode(errors="surrogateescape"))
-        value = "dir:" + h.hexdigest()
+    target = follow(tree, path)
+    info = tree.get(target)
+    if info is not None and info.isdir():
+        # The root of the tree is not a file of the walk: only what is below it counts.
+        sums = sorted(_entry_sum(tree, p, memo) for p in [target, *tree.below(target)] if p)
+        value = "dir:" + hashlib.sha256(",".join(sums).encode(errors="surrogateescape")).hexdigest()
     else:
-        value = "file:" + _entry_checksum(tree, path, memo)
+        value = "file:" + _entry_sum(tree, path, memo)
     memo[path] = value
     return value
 
 
-def _entry_checksum(tree: Indexed, path: str, memo: dict[str, str]) -> str:
-    """One entry's sum, without what is below it: its header fields but the mtime, and its content."""
+def _entry_sum(tree: Indexed, path: str, memo: dict[str, str]) -> str:
+    """tarsum v1 of one entry, as Docker keeps it per context file: sha256 of its header fields
+    (not the mtime) as name/value pairs, then its content. A symlink counts as what it points
+    to; a path with no header of its own (the root, a directory implied by its files, a
+    dangling link) counts as its own name, as Docker falls back to."""
     key = "\0" + path  # apart from the `file:`/`dir:` values of the same path
     cached = memo.get(key)
     if cached is not None:
         return cached
-    info = tree.get(path)
-    assert info is not None  # `below` lists only entries that exist
-    header = f"{info.type!r}|{info.mode:o}|{info.uid}|{info.gid}|{info.size}|{info.linkname}|"
-    h = hashlib.sha256(header.encode(errors="surrogateescape"))
+    target = follow(tree, path)
+    info = tree.get(target)
+    if info is None or isinstance(info, ImplicitDir):
+        memo[key] = target or "."
+        return memo[key]
+    typeflag = "0" if info.type == tarfile.AREGTYPE else info.type.decode()
+    mode, uname, gname = info.mode & 0o7777, info.uname, info.gname
+    if tree.headers_from_disk:  # the header Docker makes from the file: type bits, the host's names
+        mode |= _FILE_TYPE_BITS.get(info.type, 0)
+        uname, gname = _user_name(info.uid), _group_name(info.gid)
+    fields = (
+        ("name", target + "/" if info.isdir() else target), ("mode", str(mode)),
+        ("uid", str(info.uid)), ("gid", str(info.gid)), ("size", str(info.size if info.isreg() else 0)),
+        ("typeflag", typeflag), ("linkname", info.linkname), ("uname", uname), ("gname", gname),
+        ("devmajor", str(info.devmajor)), ("devminor", str(info.devminor)),
+    )  # fmt: skip
+    h = hashlib.sha256("".join(k + v for k, v in fields).encode(errors="surrogateescape"))
     if info.isreg():
         for chunk in tree.content(info):
             h.update(chunk)
     memo[key] = h.hexdigest()
     return memo[key]
+
+
+_FILE_TYPE_BITS = {
+    tarfile.REGTYPE: stat.S_IFREG, tarfile.AREGTYPE: stat.S_IFREG, tarfile.DIRTYPE: stat.S_IFDIR,
+    tarfile.CHRTYPE: stat.S_IFCHR, tarfile.BLKTYPE: stat.S_IFBLK, tarfile.FIFOTYPE: stat.S_IFIFO,
+}  # fmt: skip
+
+
+@functools.cache
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return ""
+
+
+@functools.cache
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return ""
+
+
+def follow(tree: Indexed, path: str) -> str:
+    """Where `path` leads once its symlinks are followed inside the tree (itself if nowhere;
+    a link's target is taken in the tree, never on the host)."""
+    for _ in range(MAX_SYMLINKS):
+        info = tree.get(path)
+        if info is None or not info.issym():
+            return path
+        base = "" if info.linkname.startswith("/") else posixpath.dirname(path)
+        path = clean(posixpath.join(base, info.linkname))
+    return path

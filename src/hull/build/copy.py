@@ -16,9 +16,9 @@ Contract (Docker's legacy builder, facts not code):
 - ADD: a local source that is a tar archive (plain, gzip, bzip2, xz or zstd) is unpacked into the
   destination, entries keeping their owners unless --chown; a URL was downloaded by the caller
   into a one-file tree (mode 0600) and is never unpacked, as Docker's.
-- The checksum for the cache and the history line is `file:<sha256>`, `dir:<sha256>`, or
-  `multi:<sha256>` over several sources; --chown and --chmod are mixed into it, so changing them
-  misses the cache.
+- The history line (and so the cache) names the sources by Docker's hash: `file:<sum>`,
+  `dir:<sum>` (context.path_checksum), or `multi:` and the sha256 of several such, in order,
+  joined by commas; --chown (and hull's --chmod) come first, glued to it as Docker writes them.
 """
 
 import hashlib
@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Protocol
 
-from hull.build.context import GLOB_CHARS, clean, path_checksum
+from hull.build.context import GLOB_CHARS, clean, follow, path_checksum
 from hull.build.dockerignore import compile_pattern
 from hull.containers.users import resolve_user
 from hull.errors import InvalidArgument, NotFound
@@ -42,6 +42,9 @@ from hull.storage.compression import READ_SIZE, Compression, detect, open_decomp
 
 class Tree(Protocol):
     entries: dict[str, tarfile.TarInfo]
+    headers_from_disk: bool
+
+    def get(self, path: str) -> tarfile.TarInfo | None: ...
 
     def sources(self, source: str, instruction: str) -> list[str]: ...
     def below(self, path: str) -> list[str]: ...
@@ -71,14 +74,19 @@ def parse_chmod(text: str) -> int | None:
     return mode
 
 
-def checksum(trees: list[tuple[Tree, list[str]]], req: CopyRequest) -> str:
-    """The sources' `file:`, `dir:` or `multi:` checksum (see the module docstring)."""
+def checksum(trees: list[tuple[Tree, list[str]]]) -> str:
+    """The sources' `file:`, `dir:` or `multi:` hash (see the module docstring)."""
     sums = [tree.checksum(p) for tree, paths in trees for p in paths]
-    if req.chown or req.chmod is not None:
-        sums.append(f"chown={req.chown} chmod={req.chmod}")
     if len(sums) == 1:
         return sums[0]
-    return "multi:" + hashlib.sha256("\n".join(sums).encode()).hexdigest()
+    return "multi:" + hashlib.sha256(",".join(sums).encode()).hexdigest()
+
+
+def history_source(req: CopyRequest, trees: list[tuple[Tree, list[str]]]) -> str:
+    """What the history line says of the sources: the flags glued to the hash, as Docker writes
+    it (`--chown=1:2file:…`)."""
+    flags = (f"--chown={req.chown}" if req.chown else "") + (f"--chmod={req.chmod:o}" if req.chmod is not None else "")
+    return flags + checksum(trees)
 
 
 def is_archive(tree: Tree, info: tarfile.TarInfo) -> bool:
@@ -205,12 +213,15 @@ def write(root: str, trees: list[tuple[Tree, list[str]]], req: CopyRequest, unpa
     try:
         for tree, paths in trees:
             for path in paths:
-                info = tree.entries[path]
+                # A source that is a symlink copies what it points to, under its own name (as
+                # Docker); the symlinks below a directory source stay symlinks.
+                followed = follow(tree, path)
+                info = tree.get(followed) or tree.entries[path]
                 if info.isdir():
                     ensure_dirs(posixpath.dirname(base), None)  # only the destination itself is chowned
                     ensure_dirs(base)
-                    for sub in tree.below(path):
-                        rel = sub[len(path) :].lstrip("/") if path else sub
+                    for sub in tree.below(followed):
+                        rel = sub[len(followed) :].lstrip("/") if followed else sub
                         put(tree.entries[sub], posixpath.join(base, rel) if base else rel, tree)
                     continue
                 if tree is unpack_from and is_archive(tree, info):
@@ -252,6 +263,8 @@ class PutFn(Protocol):
 class ImageTree:
     """The files of a mounted image root, indexed on demand below the paths a COPY names."""
 
+    headers_from_disk = True
+
     def __init__(self, root: str) -> None:
         self.root = root
         self.entries: dict[str, tarfile.TarInfo] = {}
@@ -261,7 +274,9 @@ class ImageTree:
         if path in self.entries:
             return self.entries[path]
         try:
-            host = resolve_in_root(self.root, "/" + path) if path else self.root
+            # The last component is not followed: a symlink is an entry of its own (follow() reads it).
+            parent, name = posixpath.split(path)
+            host = os.path.join(resolve_in_root(self.root, "/" + parent), name) if path else self.root
             st = os.lstat(host)
         except OSError:
             return None
