@@ -50,7 +50,9 @@ class DigestMismatch(InvalidArgument):
 
 @dataclass
 class Downloads:
-    """Blobs being downloaded, by digest: a second pull of the same blob waits for the first."""
+    """Blobs being downloaded, by digest: a second pull of the same blob waits for the first, and
+    takes the first one's file until that pull has registered the layer (after that, it finds
+    the layer itself)."""
 
     running: dict[str, "asyncio.Future[IO[bytes]]"] = field(default_factory=dict)
 
@@ -159,8 +161,9 @@ class Puller(Reporter):
         for desc, have in zip(layers, present, strict=True):
             await self._say("Already exists" if have else "Pulling fs layer", short(desc.digest))
         limit = asyncio.Semaphore(MAX_CONCURRENT_DOWNLOADS)
+        owned: dict[str, asyncio.Future[IO[bytes]]] = {}  # the downloads this pull started
         files: dict[int, asyncio.Task[IO[bytes]]] = {
-            i: asyncio.create_task(self._download(registry, ref.path, desc, limit))
+            i: asyncio.create_task(self._download(registry, ref.path, desc, limit, owned))
             for i, (desc, have) in enumerate(zip(layers, present, strict=True))
             if not have
         }
@@ -188,20 +191,26 @@ class Puller(Reporter):
             for task in files.values():
                 if task.done() and not task.cancelled() and task.exception() is None:
                     task.result().close()
+            for digest, fut in owned.items():
+                if self.downloads.running.get(digest) is fut:
+                    del self.downloads.running[digest]
+                if fut.done() and not fut.cancelled() and fut.exception() is None:
+                    fut.result().close()
 
     def _record(self, blob_digest: str, diff_id: str, ref: Reference) -> None:
         dist = self.service.dist
         dist.set_diff_id(blob_digest, diff_id)
         dist.add(diff_id, V2Metadata(digest=blob_digest, source_repository=ref.name, hmac=""))
 
-    async def _download(self, registry: Registry, repo: str, desc: mf.Descriptor,
-                        limit: asyncio.Semaphore) -> IO[bytes]:  # fmt: skip
-        """The verified blob in an unnamed file (read from its start); shared with a concurrent pull."""
+    async def _download(self, registry: Registry, repo: str, desc: mf.Descriptor, limit: asyncio.Semaphore,
+                        owned: dict[str, "asyncio.Future[IO[bytes]]"]) -> IO[bytes]:  # fmt: skip
+        """The verified blob in an unnamed file (read from its start); shared with a concurrent pull.
+        A download this pull starts goes in `owned`: the pull ends its sharing (see Downloads)."""
         running = self.downloads.running.get(desc.digest)
         if running is not None:
             return _reopen(await asyncio.shield(running))
         fut: asyncio.Future[IO[bytes]] = asyncio.get_running_loop().create_future()
-        self.downloads.running[desc.digest] = fut
+        self.downloads.running[desc.digest] = owned[desc.digest] = fut
         try:
             async with limit:
                 blob = await self._fetch_to_file(registry, repo, desc)
@@ -211,8 +220,6 @@ class Puller(Reporter):
             fut.set_exception(e if isinstance(e, Exception) else HullError("pull cancelled"))
             fut.exception()  # retrieved: nobody else may be waiting
             raise
-        finally:
-            del self.downloads.running[desc.digest]
 
     async def _fetch_to_file(self, registry: Registry, repo: str, desc: mf.Descriptor) -> IO[bytes]:
         os.makedirs(self.service.root.layerdb_tmp, mode=0o700, exist_ok=True)
