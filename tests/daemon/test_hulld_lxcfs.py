@@ -66,6 +66,17 @@ def test_free_in_a_long_running_container_and_its_execs(hulld: HullDaemon) -> No
         usage = hulld.cli("docker", "exec", "freeloader", "sh", "-c", "head -c 20000000 /dev/zero > /dev/shm/x; free")
         free_kb = int(next(line for line in usage.stdout.splitlines() if line.startswith("Mem:")).split()[3])
         assert free_kb < 64 * 1024 - 19_000, usage.stdout  # the tmpfs file counts in the container's usage
+        # Each exec brought the shim a listener of its own; once the exec is over the shim lets it
+        # go (a dead listener reports POLLHUP for ever: kept, it spun the shim's loop at 100% CPU).
+        cid = hulld.cli("docker", "inspect", "-f", "{{.Id}}", "freeloader").stdout.strip()
+        shim = int((hulld.exec_root / "containers" / cid / "shim.pid").read_text())
+        time.sleep(0.5)
+        fds = [os.readlink(f"/proc/{shim}/fd/{fd}") for fd in os.listdir(f"/proc/{shim}/fd")]
+        assert fds.count("anon_inode:seccomp notify") == 1  # the container's own
+        cpu_ticks = lambda: sum(int(v) for v in Path(f"/proc/{shim}/stat").read_text().rsplit(")", 1)[1].split()[11:13])  # noqa: E731
+        before = cpu_ticks()
+        time.sleep(1)
+        assert cpu_ticks() - before < 10  # idle: well under a tenth of a CPU second
     finally:
         hulld.cli("docker", "rm", "-f", "freeloader")
 

@@ -16,6 +16,7 @@ struct layouts are those of a 64-bit Linux (x86_64, aarch64); the daemon asks fo
 import errno
 import fcntl
 import os
+import select
 import socket
 import struct
 
@@ -69,6 +70,8 @@ def receive_listener(conn: socket.socket) -> int | None:
 
 def answer(listener: int, cgroups: Cgroups, init_pid: int) -> bool:
     """Answer one pending notification; False once the listener is dead (its processes are gone)."""
+    if _hung_up(listener):
+        return False
     buf = bytearray(_NOTIF.size)  # the kernel wants it zeroed
     try:
         fcntl.ioctl(listener, NOTIF_RECV, buf, True)
@@ -93,6 +96,16 @@ def answer(listener: int, cgroups: Cgroups, init_pid: int) -> bool:
     except OSError as e:
         return e.errno == errno.ENOENT  # the caller is gone: nothing to answer
     return True
+
+
+def _hung_up(listener: int) -> bool:
+    """No process uses the filter any more and nothing is pending: the listener only says POLLHUP
+    from now on (and would wake a poll loop for ever)."""
+    poller = select.poll()
+    poller.register(listener, select.POLLIN)
+    events = poller.poll(0)
+    mask = events[0][1] if events else 0
+    return bool(mask & select.POLLHUP) and not mask & select.POLLIN
 
 
 def _write_to(pid: int, listener: int, notif_id: int, address: int, data: bytes) -> int:
