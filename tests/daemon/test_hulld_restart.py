@@ -3,6 +3,7 @@
 import os
 import signal
 import time
+from pathlib import Path
 
 import docker
 import pytest
@@ -60,3 +61,25 @@ def test_containers_survive_daemon_restart(own_hulld: HullDaemon, how: str) -> N
         assert client.containers.list(all=True) == []
     finally:
         client.close()
+
+
+def test_a_killed_shim_takes_its_container_down_with_it(own_hulld: HullDaemon) -> None:
+    """As containerd when a shim dies: the container is reported exited (255, nobody saw its
+    status) and the runtime removes what the shim held: its processes and its cgroup."""
+    client = _client(own_hulld)
+    c = client.containers.run("busybox", ["sleep", "1000"], detach=True, name="orphaned")
+    info = client.api.inspect_container(c.id)
+    init_pid = info["State"]["Pid"]
+    lines = Path(f"/proc/{init_pid}/cgroup").read_text().splitlines()
+    cgroup = next(line.split(":", 2)[2] for line in lines if ":memory:" in line)
+    shim = int((own_hulld.exec_root / "containers" / c.id / "shim.pid").read_text())
+    os.kill(shim, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while client.api.inspect_container(c.id)["State"]["Running"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert client.api.inspect_container(c.id)["State"]["ExitCode"] == 255
+    _wait_gone(init_pid)
+    assert not os.path.exists(f"/proc/{init_pid}")
+    assert not os.path.exists(f"/sys/fs/cgroup/memory{cgroup}")
+    c.remove()

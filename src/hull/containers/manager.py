@@ -656,8 +656,10 @@ class ContainerManager:
             try:
                 await shim.delete()
             except HullError as e:
+                # A shim that died (killed, say) left the container's processes and cgroup behind.
                 log.warning("container %s: shim delete: %s", c.id, e.message)
-        else:
+                shim = None
+        if shim is None:
             await self._force_delete_runtime_state(c)
         await self.daemon.locked(self._unmount_quietly, c.id)
         await self.daemon.networks.detach(c)
