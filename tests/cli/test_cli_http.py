@@ -21,11 +21,18 @@ def _exchange(
     received = bytearray()
 
     def daemon() -> None:
+        # The whole request before the answer, as a daemon reads it: answering and closing first
+        # would have the client's body meet a closed socket (EPIPE).
         while b"\r\n\r\n" not in received:
             received.extend(theirs.recv(65536))
-        if b"chunked" in bytes(received).split(b"\r\n\r\n")[0]:
+        head, _, _ = bytes(received).partition(b"\r\n\r\n")
+        if b"chunked" in head:
             while not received.endswith(b"0\r\n\r\n"):
                 received.extend(theirs.recv(65536))
+        lengths = [int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.startswith(b"Content-Length:")]
+        length = lengths[0] if lengths else 0
+        while len(received) < len(head) + 4 + length:
+            received.extend(theirs.recv(65536))
         theirs.sendall(answer)
         if close:
             theirs.close()
