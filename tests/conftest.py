@@ -15,6 +15,7 @@ Fixtures:
   in `rootfs/` and the default config.json of `hull-runtime spec`.
 - `hulld` (module): a private hulld (hull.testing.hulld) with busybox:latest imported, shared by
   a test module; `own_hulld` (function): one a test may take down (kill, restart) itself.
+- `sdk` (function): a Docker SDK client on the module's `hulld`.
 - `registry` (module): a private docker-registry on 127.0.0.1 (hull.testing.registry).
 """
 
@@ -32,6 +33,8 @@ from hypothesis import HealthCheck, settings
 from hull.testing.busybox import build_busybox_rootfs
 
 if TYPE_CHECKING:
+    import docker
+
     from hull.testing.hulld import HullDaemon
     from hull.testing.registry import LocalRegistry
 
@@ -136,6 +139,17 @@ def hulld(busybox_rootfs: Path) -> "Iterator[HullDaemon]":
 @pytest.fixture
 def own_hulld(busybox_rootfs: Path) -> "Iterator[HullDaemon]":
     yield from _hulld_with_busybox(busybox_rootfs)
+
+
+@pytest.fixture
+def sdk(hulld: "HullDaemon") -> "Iterator[docker.DockerClient]":
+    import docker
+
+    client = docker.DockerClient(base_url=hulld.host, version="auto", timeout=60)
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="module")

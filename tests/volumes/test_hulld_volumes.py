@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -20,15 +19,6 @@ from hull.testing.hulld import HullDaemon
 pytestmark = pytest.mark.container
 
 ANONYMOUS_LABEL = "com.docker.volume.anonymous"
-
-
-@pytest.fixture
-def sdk(hulld: HullDaemon) -> Iterator[docker.DockerClient]:
-    client = docker.DockerClient(base_url=hulld.host, version="auto", timeout=60)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 def docker_cli(hulld: HullDaemon, *args: str) -> subprocess.CompletedProcess[str]:

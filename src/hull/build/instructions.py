@@ -25,7 +25,7 @@ from typing import Any
 from hull.build.dockerfile import Instruction
 from hull.errors import InvalidArgument
 from hull.images import containerconfig as cc
-from hull.images.changes import Lexer, apply_changes, port_spec, raw_words
+from hull.images.changes import Lexer, apply_changes, key_values, port_spec, raw_words
 
 DEFAULT_SHELL = ("/bin/sh", "-c")
 NOP = "#(nop) "
@@ -131,23 +131,8 @@ def _go_rune(n: int) -> str:
 
 
 def _key_values(ins: Instruction, env: Mapping[str, str]) -> list[tuple[str, str]]:
-    words = raw_words(ins.rest)
-    if not words:
-        raise InvalidArgument(f"{ins.keyword} requires at least one argument")
-    if "=" not in words[0]:
-        parts = ins.rest.split(None, 1)
-        if len(parts) < 2:
-            raise InvalidArgument(f"{ins.keyword} must have two arguments")
-        return [(expand(parts[0], env), expand(parts[1], env))]
-    pairs = []
-    for w in words:
-        key, eq, value = w.partition("=")
-        if not eq:
-            raise InvalidArgument(f"Syntax error - can't find = in {w!r}. Must be of the form: name=value")
-        if not key:
-            raise InvalidArgument(f"{ins.keyword} names can not be blank")
-        pairs.append((expand(key, env), expand(value, env)))
-    return pairs
+    """ENV and LABEL pairs, with the stage's variables substituted."""
+    return [(expand(k, env), expand(v, env)) for k, v in key_values(ins.rest, ins.keyword)]
 
 
 def declare_args(state: StageState, ins: Instruction, given: Mapping[str, str | None],

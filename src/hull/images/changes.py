@@ -16,7 +16,7 @@ Contract (Docker's builder, BuildFromConfig, facts not code):
   the config's Shell or `/bin/sh -c`). ENTRYPOINT clears a Cmd that no earlier change set.
 - `apply_changes` returns a new normalized config; bad input is an InvalidArgument with
   Docker's wording, and the config passed in is never modified.
-- The shell lexer (`Lexer`, `raw_words`) and `port_spec` are also the Dockerfile builder's
+- The shell lexer (`Lexer`, `raw_words`), `key_values` and `port_spec` are also the Dockerfile builder's
   (hull.build.instructions): one lexer for both.
 """
 
@@ -288,13 +288,13 @@ def raw_words(text: str) -> list[str]:
     return words
 
 
-def _key_values(ins: Instruction, what: str) -> list[tuple[str, str]]:
+def key_values(rest: str, what: str) -> list[tuple[str, str]]:
     """ENV and LABEL arguments: `k=v k2=v2` or the legacy `k some value` (unprocessed)."""
-    if not ins.rest:
+    words = raw_words(rest)
+    if not words:
         raise InvalidArgument(f"{what} requires at least one argument")
-    words = raw_words(ins.rest)
     if "=" not in words[0]:
-        parts = ins.rest.split(None, 1)
+        parts = rest.split(None, 1)
         if len(parts) < 2:
             raise InvalidArgument(f"{what} must have two arguments")
         return [(parts[0], parts[1])]
@@ -335,7 +335,7 @@ def _command(state: _State, text: str) -> list[str]:
 def _env(state: _State, ins: Instruction) -> None:
     env = state.env()  # every pair of one ENV sees the environment from before it, as in Docker
     entries: list[str] = list(state.config.get(cc.ENV) or ())
-    for raw_key, raw_value in _key_values(ins, "ENV"):
+    for raw_key, raw_value in key_values(ins.rest, "ENV"):
         key, value = _word(raw_key, env), _word(raw_value, env)
         entry = f"{key}={value}"
         for i, existing in enumerate(entries):
@@ -350,7 +350,7 @@ def _env(state: _State, ins: Instruction) -> None:
 def _label(state: _State, ins: Instruction) -> None:
     env = state.env()
     labels = dict(state.config.get(cc.LABELS) or {})
-    for raw_key, raw_value in _key_values(ins, "LABEL"):
+    for raw_key, raw_value in key_values(ins.rest, "LABEL"):
         labels[_word(raw_key, env)] = _word(raw_value, env)
     state.config[cc.LABELS] = labels
 
