@@ -2,18 +2,14 @@
 
 import json
 import subprocess
-import time
-import urllib.request
 from collections.abc import Callable
 
 import pytest
+from webcheck import SERVE, fetch
 
 from hull.testing.hulld import HullDaemon
 
 pytestmark = pytest.mark.container
-
-SERVE = "mkdir -p /www && echo hello from $(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"
-
 
 def docker(d: HullDaemon, *args: str) -> subprocess.CompletedProcess[str]:
     return d.cli("docker", *args)
@@ -23,18 +19,6 @@ def ok(d: HullDaemon, *args: str) -> str:
     r = docker(d, *args)
     assert r.returncode == 0, f"docker {' '.join(args)}: {r.stderr}"
     return r.stdout
-
-
-def fetch(url: str) -> str:
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=3) as resp:
-                return str(resp.read().decode())
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 def test_user_network_by_name_and_published_ports(hulld: HullDaemon, free_port: Callable[[], int]) -> None:

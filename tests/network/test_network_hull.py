@@ -5,12 +5,12 @@ import os
 import socket
 import subprocess
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from webcheck import SERVE, fetch
 
 from hull.testing.hulld import HullDaemon
 
@@ -18,7 +18,6 @@ pytestmark = pytest.mark.container
 
 # Debian's busybox-static wget crashes with -T (its timeout): plain wget, and nc -w where a
 # connection is expected to fail.
-SERVE = "mkdir -p /www && echo hello from $(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"
 
 
 def hull(d: HullDaemon, *args: str) -> subprocess.CompletedProcess[str]:
@@ -29,18 +28,6 @@ def ok(d: HullDaemon, *args: str) -> str:
     r = hull(d, *args)
     assert r.returncode == 0, f"hull {' '.join(args)}: {r.stderr}"
     return r.stdout
-
-
-def fetch(url: str, deadline: float = 10) -> str:
-    end = time.monotonic() + deadline
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=3) as resp:
-                return str(resp.read().decode())
-        except OSError:
-            if time.monotonic() > end:
-                raise
-            time.sleep(0.1)
 
 
 def assert_no_sandboxes(d: HullDaemon) -> None:
