@@ -28,7 +28,6 @@ from hull.runtime.cgroups import (
     V2Manager,
     manager_from_json,
     new_manager,
-    prime_migration,
 )
 from hull.runtime.cgroups.resources import LinuxResources
 
@@ -90,19 +89,15 @@ def make_manager() -> Iterator[MakeManager]:
 
 @pytest.fixture
 def spawn() -> Iterator[Spawn]:
-    """Start `python -c code` inside a manager's cgroup: the code runs only once the child is in."""
+    """Start `python -c code` inside a manager's cgroup, joined between fork and exec as the runtime's child joins."""
     children: list[subprocess.Popen[str]] = []
 
     def start(m: CgroupManager, code: str) -> subprocess.Popen[str]:
         p = subprocess.Popen(
-            [sys.executable, "-c", "import sys\nsys.stdin.readline()\n" + code],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=m.add_current,
         )  # fmt: skip
         children.append(p)
-        m.add_process(p.pid)
-        assert p.stdin is not None
-        p.stdin.write("go\n")
-        p.stdin.flush()
         return p
 
     yield start
@@ -125,30 +120,6 @@ def _proc_cgroups(pid: int) -> dict[str, str]:
     }
 
 
-def test_priming_a_migration_leaves_the_caller_where_it_was_and_makes_the_next_one_fast(
-    make_manager: MakeManager,
-) -> None:
-    before = Path("/proc/self/cgroup").read_text()
-    prime_migration()
-    assert Path("/proc/self/cgroup").read_text() == before
-    # Unprimed, the first migration waits for an RCU grace period (several ms); primed, it
-    # doesn't. Best of three, so that a loaded machine doesn't fail the test.
-    m = make_manager()
-    proc = subprocess.Popen(["sleep", "30"])
-    try:
-        took = []
-        for _ in range(3):
-            time.sleep(0.1)  # a quiet spell: the kernel is back to its slow mode
-            prime_migration()
-            started = time.monotonic()
-            m.add_process(proc.pid)
-            took.append(time.monotonic() - started)
-        assert min(took) < 0.003, took
-    finally:
-        proc.kill()
-        proc.wait()
-
-
 def test_the_container_gets_a_cgroup_in_every_hierarchy(make_manager: MakeManager, spawn: Spawn) -> None:
     name = unique()
     m = make_manager("/" + name)
@@ -161,6 +132,52 @@ def test_the_container_gets_a_cgroup_in_every_hierarchy(make_manager: MakeManage
     p = spawn(m, SLEEP)
     assert set(_proc_cgroups(p.pid).values()) == {"/" + name}
     assert m.pids() == [p.pid]
+
+
+BORN_IN_CGROUP2 = """
+import errno, json, os, sys, time
+from hull.runtime import syscalls
+from hull.runtime.cgroups import manager_from_json
+
+closed = os.open("/", os.O_RDONLY)
+os.close(closed)
+try:
+    syscalls.clone3_into_cgroup(closed)
+except OSError as e:
+    print(json.dumps({"bad_fd": errno.errorcode[e.errno]}), flush=True)
+m = manager_from_json(json.loads(sys.argv[1]))
+fd = os.open(m.cgroup2_dir(), os.O_RDONLY | os.O_DIRECTORY)
+pid = syscalls.clone3_into_cgroup(fd)
+if pid == 0:
+    born = open("/proc/self/cgroup").read()
+    m.add_current(born_in_cgroup2=True)
+    print(json.dumps({"born": born, "pid": os.getpid()}), flush=True)
+    time.sleep(60)
+    os._exit(0)
+os.waitpid(pid, 0)
+"""
+
+
+def test_a_child_born_in_the_cgroup2_directory_joins_the_rest_by_itself(make_manager: MakeManager) -> None:
+    name = unique()
+    m = make_manager("/" + name)
+    assert m.cgroup2_dir() == f"{UNIFIED}/{name}"
+    p = subprocess.Popen(
+        [sys.executable, "-c", BORN_IN_CGROUP2, json.dumps(m.to_json())], stdout=subprocess.PIPE, text=True
+    )
+    assert p.stdout is not None
+    try:
+        assert json.loads(p.stdout.readline()) == {"bad_fd": "EBADF"}
+        child = json.loads(p.stdout.readline())
+        born = {name_: path for _, name_, path in (line.split(":", 2) for line in child["born"].split())}
+        assert born[""] == "/" + name and born["memory"] != "/" + name  # clone3 placed it in cgroup2 only
+        assert set(_proc_cgroups(child["pid"]).values()) == {"/" + name}
+        assert m.pids() == [child["pid"]]
+        os.kill(child["pid"], signal.SIGKILL)
+        assert p.wait(timeout=10) == 0
+    finally:
+        p.kill()
+        p.wait()
 
 
 def test_a_relative_path_goes_below_the_callers_own_cgroups(make_manager: MakeManager) -> None:
@@ -339,9 +356,7 @@ def test_pids_max_stops_a_fork_loop(make_manager: MakeManager, spawn: Spawn) -> 
 
 DEVICE_PROBE = """
 import os, sys
-if sys.argv[1] == "wait":
-    sys.stdin.readline()
-for path in sys.argv[2:]:
+for path in sys.argv[1:]:
     for flags, mode in ((os.O_RDONLY, "r"), (os.O_WRONLY, "w")):
         try:
             os.close(os.open(path, flags))
@@ -356,12 +371,10 @@ def _open_devices(m: CgroupManager | None, nodes: list[Path]) -> dict[str, str]:
     """Try to open each node for reading and for writing, in `m`'s cgroup (or outside any):
     "mem r" -> "ok", "EPERM" (the device cgroup refused) or "other" (the driver did)."""
     p = subprocess.Popen(
-        [sys.executable, "-c", DEVICE_PROBE, "wait" if m else "now", *map(str, nodes)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-c", DEVICE_PROBE, *map(str, nodes)], stdout=subprocess.PIPE, text=True,
+        preexec_fn=m.add_current if m is not None else None,
     )  # fmt: skip
-    if m is not None:
-        m.add_process(p.pid)
-    out, _ = p.communicate("go\n", timeout=30)
+    out, _ = p.communicate(timeout=30)
     return {line.rsplit(" ", 1)[0]: line.rsplit(" ", 1)[1] for line in out.splitlines()}
 
 

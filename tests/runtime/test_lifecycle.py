@@ -179,6 +179,9 @@ def test_exec_joins_every_namespace_and_the_cgroup(rt: Runtime, bundle: Path, tm
     pid_file = tmp_path / "exec.pid"
     rt.detached("exec", "--detach", "--pid-file", str(pid_file), cid, "sleep", "20")
     pid = int(pid_file.read_text())
+    # Both in the container's cgroup of every hierarchy, the cgroup2 one beside them too.
+    path = json.loads((bundle / "config.json").read_text())["linux"]["cgroupsPath"]
+    assert {line.split(":", 2)[2] for line in Path(f"/proc/{init}/cgroup").read_text().splitlines()} == {path}
     for name in NAMESPACES:
         assert os.readlink(f"/proc/{pid}/ns/{name}") == os.readlink(f"/proc/{init}/ns/{name}"), name
     assert Path(f"/proc/{pid}/cgroup").read_text() == Path(f"/proc/{init}/cgroup").read_text()

@@ -28,7 +28,6 @@ from hull.containers.ocispec import host_capabilities, merge_env, process_env
 from hull.containers.record import Container
 from hull.containers.users import ExecUser, resolve_user
 from hull.errors import Conflict, HullError, InvalidArgument, NotFound
-from hull.runtime.cgroups import prime_migration
 from hull.runtime.spec import CONFIG_FILE
 from hull.shim.client import ShimClient
 from hull.shim.config import ShimConfig
@@ -196,8 +195,6 @@ class ExecManager:
         return os.path.join(self.daemon.config.exec_root, "execs", rec.id)
 
     async def _prepare(self, c: Container, rec: ExecRecord) -> ShimClient:
-        # The process joins the container's cgroups in some 10 ms: pay the kernel's wait for that now.
-        asyncio.get_running_loop().run_in_executor(None, prime_migration)
         exec_dir = self._exec_dir(rec)
         try:
             # Files to read (the bundle the first time, /etc/passwd for -u) in a worker thread; else at once.

@@ -36,7 +36,6 @@ from hull.containers.update import plan as update_plan
 from hull.errors import Conflict, HullError, InvalidArgument, NotFound, NotModified
 from hull.fsutil import atomic_write
 from hull.images import containerconfig as cc
-from hull.runtime.cgroups import prime_migration
 from hull.runtime.spec import CONFIG_FILE
 from hull.shim import sysinfo
 from hull.shim.client import ShimClient
@@ -380,9 +379,6 @@ class ContainerManager:
             raise
 
     async def _start_locked(self, c: Container) -> None:
-        # In parallel with the mount and the shim's start: the container's init joins its cgroup
-        # about 10 ms from now, and then finds the kernel's grace period for that paid already.
-        asyncio.get_running_loop().run_in_executor(None, prime_migration)
         exec_dir = self._exec_dir(c.id)
         rootfs = await self.daemon.locked(self.daemon.images.layers.mount, c.id)
         try:

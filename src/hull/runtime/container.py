@@ -65,6 +65,29 @@ def _write_id_map(pid: int, name: str, mappings: list[IDMapping]) -> None:
         raise HullError(f"write /proc/{pid}/{name}: {e.strerror}") from None
 
 
+def _fork_stage_one(cgroup: CgroupManager) -> tuple[int, bool]:
+    """fork(2): (pid as os.fork returns it, whether the child was born in the container's cgroup2).
+
+    A write to cgroup.procs (cgroup2 has no other way in) waits out an RCU grace period, some
+    5 ms, unless another migration ran just before, as none does before an exec; a child
+    born there by clone3(CLONE_INTO_CGROUP) skips it. Only from a single-threaded process
+    (see clone3_into_cgroup); if the kernel refuses (older than 5.7, or the cgroup is not
+    allowed), a plain fork, and stage one's write says what is wrong."""
+    directory = cgroup.cgroup2_dir()
+    if directory is not None and len(os.listdir("/proc/self/task")) == 1:
+        try:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return os.fork(), False
+        try:
+            return syscalls.clone3_into_cgroup(fd), True
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return os.fork(), False
+
+
 def _spawn(
     plan: ChildPlan,
     on_userns: Callable[[int], None],
@@ -83,9 +106,10 @@ def _spawn(
         if uses_notify(seccomp):
             plan.seccomp_listener = _connect(seccomp.listener_path, "seccomp listenerPath")
     try:
-        stage_one = os.fork()
+        stage_one, born_in_cgroup2 = _fork_stage_one(plan.cgroup)
         if stage_one == 0:
             parent_end.close()
+            plan.born_in_cgroup2 = born_in_cgroup2
             child_main(plan)
     finally:
         if plan.seccomp_listener is not None:
@@ -93,9 +117,9 @@ def _spawn(
     child_end.close()
     pid = 0
     try:
-        # The seccomp program is compiled here, after the fork, while stage one works (joining its
-        # cgroup may wait for an RCU grace period as long as compiling takes). Stage two gets
-        # the program with the answer to its pid and only installs it.
+        # The seccomp program is compiled here, after the fork, while stage one works (joins
+        # its cgroup and namespaces). Stage two gets the program with the answer to its pid
+        # and only installs it.
         seccomp_fields = {}
         if plan.spec.linux.seccomp is not None:
             from hull.runtime.seccomp import compile_filter  # only containers that ask pay for libseccomp

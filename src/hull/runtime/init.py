@@ -54,6 +54,7 @@ class ChildPlan:
     # (while the path is still in reach), and what to send there with the listener's fd.
     seccomp_listener: socket.socket | None = None
     listener_state: dict[str, object] | None = None
+    born_in_cgroup2: bool = False  # stage one came from clone3 into the cgroup2 directory
 
 
 def child_main(plan: ChildPlan) -> NoReturn:
@@ -76,7 +77,7 @@ def child_main(plan: ChildPlan) -> NoReturn:
 
 def _stage_one(plan: ChildPlan) -> None:
     _close_extra_fds(plan)  # now, while /proc/self is still the host's
-    plan.cgroup.add_process(os.getpid())
+    plan.cgroup.add_current(born_in_cgroup2=plan.born_in_cgroup2)
     if plan.is_exec:
         namespaces.setns_paths(plan.join or {})
     else:

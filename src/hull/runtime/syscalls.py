@@ -7,10 +7,14 @@ ctypes with use_errno so that errno survives the call.
 
 import ctypes
 import os
+import signal
 
 # The interpreter is linked against libc: its own handle reaches every libc symbol, with no
 # find_library (which runs ldconfig, a process per start).
 _libc = ctypes.CDLL(None, use_errno=True)
+# The same, but called holding the GIL (as os.fork calls fork(2)): for clone3, whose child must
+# not run Python code before PyOS_AfterFork_Child.
+_libc_gil = ctypes.PyDLL(None, use_errno=True)
 
 # Namespace flags for clone(2), unshare(2) and setns(2); CLONE_FS unshares only the cwd and root.
 CLONE_FS = 0x00000200
@@ -231,3 +235,35 @@ def move_mount(fd: int, target: str) -> None:
 
 def syncfs(fd: int) -> None:
     _check(_libc.syncfs(ctypes.c_int(fd)), "syncfs")
+
+
+# clone3(2) (Linux 5.3+; CLONE_INTO_CGROUP 5.7+): the same number on every architecture.
+_SYS_CLONE3 = 435
+CLONE_INTO_CGROUP = 0x200000000
+
+
+class _CloneArgs(ctypes.Structure):
+    """struct clone_args, up to its `cgroup` field (CLONE_ARGS_SIZE_VER2, 88 bytes)."""
+
+    _fields_ = [
+        (name, ctypes.c_uint64)
+        for name in (
+            "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size", "tls",
+            "set_tid", "set_tid_size", "cgroup",
+        )
+    ]  # fmt: skip
+
+
+def clone3_into_cgroup(cgroup_fd: int) -> int:
+    """fork(2) as clone3(2) with CLONE_INTO_CGROUP: the child is born in the cgroup2 directory
+    `cgroup_fd`. Returns as os.fork does, and keeps the interpreter's fork bookkeeping (locks,
+    at-fork callbacks) as os.fork does. libc's own fork handlers do not run: call it only
+    from a single-threaded process, where no other thread can hold a libc lock."""
+    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=signal.SIGCHLD, cgroup=cgroup_fd)
+    ctypes.pythonapi.PyOS_BeforeFork()
+    pid = _libc_gil.syscall(ctypes.c_long(_SYS_CLONE3), ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args)))
+    if pid == 0:
+        ctypes.pythonapi.PyOS_AfterFork_Child()
+        return 0
+    ctypes.pythonapi.PyOS_AfterFork_Parent()
+    return _check(pid, "clone3")

@@ -8,8 +8,6 @@ spec's `linux.resources` parse into resources.LinuxResources. No systemd driver:
 systemd-style `slice:prefix:name` path is placed by the cgroupfs rules (hierarchy.py).
 """
 
-import functools
-import os
 from typing import Any
 
 from hull.errors import HullError
@@ -24,7 +22,7 @@ from hull.runtime.cgroups.manager import CgroupManager
 from hull.runtime.cgroups.v1 import V1Manager
 from hull.runtime.cgroups.v2 import V2Manager
 
-__all__ = ["CgroupManager", "V1Manager", "V2Manager", "manager_from_json", "new_manager", "prime_migration"]
+__all__ = ["CgroupManager", "V1Manager", "V2Manager", "manager_from_json", "new_manager"]
 
 
 def new_manager(cgroups_path: str, container_id: str, *, cgroup2_root: str | None = None) -> CgroupManager:
@@ -56,34 +54,3 @@ def manager_from_json(d: Any) -> CgroupManager:
     if version == 2:
         return V2Manager.from_json(d)
     raise HullError(f"cgroup state: unknown cgroup version in {d!r}")
-
-
-@functools.cache
-def _first_hierarchy() -> tuple[str, str, str] | None:
-    """(name, mount point, root) of one mounted hierarchy; the mounts don't change under us."""
-    hierarchies = mounted_hierarchies(own_cgroups())
-    return (hierarchies[0].name, hierarchies[0].mount_point, hierarchies[0].root) if hierarchies else None
-
-
-def prime_migration() -> None:
-    """Make the next cgroup migrations on this host fast, by paying for them now: blocks ~10 ms.
-
-    The kernel's first migration (a write to cgroup.procs) after a quiet spell waits for an RCU
-    grace period (cgroup_threadgroup_rwsem switching to its writer mode); those that follow
-    within about one more grace period don't. Moving ourselves into the cgroup we are in
-    changes nothing but starts that wait; call it from a thread a few milliseconds before a
-    container's init joins its cgroup, and the init finds the wait over. Best effort: errors
-    (no cgroups, not allowed) are ignored, the migration is then just slow again.
-    """
-    first = _first_hierarchy()
-    if first is None:
-        return
-    name, mount_point, root = first
-    try:
-        own = own_cgroups().get(name)
-        if own is None or not (own + "/").startswith(root.rstrip("/") + "/"):
-            return
-        with open(os.path.join(mount_point + own[len(root.rstrip("/")) :], "cgroup.procs"), "w") as f:
-            f.write("0")  # 0: the writing process
-    except OSError:
-        pass

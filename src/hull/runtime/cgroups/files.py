@@ -18,6 +18,8 @@ from hull.errors import HullError
 
 # Interface files every cgroup directory has, in both versions.
 CGROUP_PROCS = "cgroup.procs"
+# A cgroup v1 directory's threads (cgroup.procs lists their processes).
+TASKS = "tasks"
 
 # Cgroup directories are removed while killed tasks may still be leaving them; give them this long.
 REMOVE_TIMEOUT = 3.0
