@@ -55,6 +55,24 @@ def test_shim_runs_a_container_to_its_end(shim_env: ShimEnv, runtime: str) -> No
     asyncio.run(scenario())
 
 
+def test_shim_without_an_exit_file_answers_wait_and_writes_no_record(shim_env: ShimEnv) -> None:
+    # An exec's shim: its daemon learns the exit from `wait`, and the fsync of a record nobody
+    # reads was a tenth of a `docker exec true`.
+    cfg = shim_env.config(["sh", "-c", "exit 4"])._replace(exit_file="")
+    shim_env.configs[-1] = cfg
+
+    async def scenario() -> None:
+        async with shim_env:
+            shim = await shim_env.spawn(cfg)
+            waiter = asyncio.ensure_future(shim.wait())
+            await shim.start()
+            assert (await asyncio.wait_for(waiter, 20))["exit_code"] == 4
+            assert sorted(os.listdir(cfg.exec_dir)) == ["shim.log", "shim.pid", "shim.sock"]
+            await shim.delete()
+
+    asyncio.run(scenario())
+
+
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_shim_reports_sigkill_and_sigterm_as_128_plus_signal(shim_env: ShimEnv, runtime: str) -> None:
     # PID 1 of a pid namespace ignores SIGTERM without a handler: this one shares the host's.

@@ -37,9 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hulld.execs")
 
-EXIT_FILE = "exit.json"
-
-
 # What dockerd records for an exec whose process could not be started, whatever the reason
 # (a missing program too, unlike `docker run`'s 127): the CLI exits with it.
 START_FAILED = 126
@@ -263,7 +260,6 @@ class ExecManager:
             id=c.id,
             bundle=os.path.join(self.daemon.containers.exec_root, c.id),
             exec_dir=exec_dir,
-            exit_file=os.path.join(exec_dir, EXIT_FILE),
             runtime=config.runtime_path(c.host_config.get("Runtime") or config.default_runtime),
             runtime_root=self.daemon.containers.runtime_root,
             terminal=rec.tty,

@@ -111,7 +111,13 @@ FLAG_BITS = {
     "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": 32,
 }
 ATTR_CTL_NNP = 3  # SCMP_FLTATR_CTL_NNP: set no_new_privs on load (on by default)
+ATTR_CTL_OPTIMIZE = 8  # SCMP_FLTATR_CTL_OPTIMIZE: how the program is laid out
 ATTR_API_SYSRAWRC = 9  # SCMP_FLTATR_API_SYSRAWRC: report the kernel's errno, not ECANCELED
+# SCMP_FLTATR_CTL_OPTIMIZE's 2: the syscalls as a binary tree, not one comparison after another.
+# Longer, but the kernel's check of each call (and, at install, its pass over every syscall
+# number for its action cache) runs a few of them, not hundreds: Docker's profile installs in
+# a third less time.
+OPTIMIZE_BINARY_TREE = 2
 NR_SCMP_ERROR = -1  # seccomp_syscall_resolve_name: no such system call
 
 
@@ -243,6 +249,15 @@ class _Version(ctypes.Structure):
     _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
 
 
+def preload() -> None:
+    """Load libseccomp now, if it is installed: for a process whose forks compile filters (the
+    forkserver), so that each of them does not load it again (half a millisecond)."""
+    try:
+        _library()
+    except HullError:
+        pass  # containers with a seccomp profile will say so
+
+
 @functools.cache
 def _library() -> ctypes.CDLL:
     """libseccomp with the prototypes used here; loaded on first use so that importing is cheap."""
@@ -304,8 +319,10 @@ class SeccompFilter:
 
     def _add_rules(self, cfg: LinuxSeccomp, default: int) -> None:
         lib, ctx = self._lib, self._ctx
-        # Ignoring failure: libseccomp before 2.5 lacks the attribute and reports ECANCELED instead.
+        # Ignoring failure: libseccomp before 2.5 lacks these attributes (errors are then ECANCELED,
+        # the program a list).
         lib.seccomp_attr_set(ctx, ATTR_API_SYSRAWRC, 1)
+        lib.seccomp_attr_set(ctx, ATTR_CTL_OPTIMIZE, OPTIMIZE_BINARY_TREE)
         rc = lib.seccomp_attr_set(ctx, ATTR_CTL_NNP, 0)
         if rc < 0:
             raise _fail("cannot leave no_new_privs alone", rc)
@@ -363,11 +380,11 @@ class SeccompFilter:
 
 
 def _cache_key(cfg: LinuxSeccomp) -> str:
-    """What the compiled program depends on: the filter, libseccomp's version and the kernel
-    (libseccomp probes which actions and flags it supports)."""
+    """What the compiled program depends on: the filter, its layout, libseccomp's version and the
+    kernel (libseccomp probes which actions and flags it supports)."""
     v = _library().seccomp_version().contents
     uname = os.uname()
-    text = repr((cfg, (v.major, v.minor, v.micro), uname.release, uname.version, uname.machine))
+    text = repr((cfg, OPTIMIZE_BINARY_TREE, (v.major, v.minor, v.micro), uname.release, uname.version, uname.machine))
     return hashlib.sha256(text.encode()).hexdigest()
 
 

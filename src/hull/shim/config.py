@@ -27,7 +27,7 @@ class ShimConfig(NamedTuple):
     id: str
     bundle: str
     exec_dir: str
-    exit_file: str
+    exit_file: str = ""  # the exit record, for a daemon that restarts; "" = none (an exec's)
     runtime: str = ""  # "" = the built-in hull-runtime, in-process; else an OCI runtime binary (runc)
     runtime_root: str = ""  # the runtime's state directory; "" = the runtime's default
     log_path: str = ""  # json-file log; "" = no log
@@ -81,7 +81,7 @@ class ShimConfig(NamedTuple):
             # bool is an int in Python: keep `"log_max_file": true` out.
             if not isinstance(value, want) or (want is int and isinstance(value, bool)):
                 raise InvalidArgument(f"shim config: {name} must be a {want.__name__}, got {value!r}")
-        for name in ("id", "bundle", "exec_dir", "exit_file"):
+        for name in ("id", "bundle", "exec_dir"):
             if name not in obj or not obj[name]:
                 raise InvalidArgument(f"shim config: {name} is required")
         cfg = cls(**obj)

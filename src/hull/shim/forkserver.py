@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import hull.runtime.cgroups
 import hull.runtime.container
 import hull.runtime.seccomp
-import hull.runtime.state  # noqa: F401
+import hull.runtime.state
 from hull.errors import HullError
 from hull.runtime.cgroups.hierarchy import mounted_hierarchies, own_cgroups
 from hull.shim import execshim, protocol, server
@@ -121,6 +121,7 @@ class ForkServer:
 
 def main() -> int:
     move_to_root_cgroups()
+    hull.runtime.seccomp.preload()
     gc.freeze()  # everything imported so far stays shared with the shims: the collector won't touch it
     try:
         ForkServer().run()

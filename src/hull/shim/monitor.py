@@ -491,12 +491,8 @@ class Monitor:
         if self.log is not None:
             self.log.close()
             self.log = None
-        record = {**vars(self.exit)}
-        try:
-            os.makedirs(os.path.dirname(os.path.abspath(self.cfg.exit_file)), exist_ok=True)
-            atomic_write(self.cfg.exit_file, json.dumps(record).encode(), 0o644, fsync=True)
-        except OSError as e:
-            print(f"hull-shim: write {self.cfg.exit_file}: {e}", file=sys.stderr)
+        if self.cfg.exit_file:
+            self._write_exit_file()
         answer = protocol.ok(**self._exit_fields())
         for conn in list(self.conns.values()):
             if conn.waiting:
@@ -506,6 +502,14 @@ class Monitor:
             elif conn.streaming:
                 conn.closing = True
                 self._flush(conn)
+
+    def _write_exit_file(self) -> None:
+        assert self.exit is not None
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(self.cfg.exit_file)), exist_ok=True)
+            atomic_write(self.cfg.exit_file, json.dumps(vars(self.exit)).encode(), 0o644, fsync=True)
+        except OSError as e:
+            print(f"hull-shim: write {self.cfg.exit_file}: {e}", file=sys.stderr)
 
     def _read_rest(self, fd: int) -> None:
         while True:
