@@ -169,11 +169,7 @@ async def list_containers(request: web.Request) -> web.StreamResponse:
     return web.json_response(out)
 
 
-def inspect_json(request: web.Request, c: Container) -> dict[str, Any]:
-    daemon = routing.daemon(request)
-    mount = daemon.images.layers.get_rw(c.id)
-    # The read-write layer's lowers are the init layer, then the image's: Docker's LowerDir.
-    graph = daemon.images.driver.metadata(mount.mount_id)
+def inspect_json(request: web.Request, c: Container, graph: dict[str, str]) -> dict[str, Any]:
     return {
         "Id": c.id,
         "Created": c.created,
@@ -203,7 +199,11 @@ def inspect_json(request: web.Request, c: Container) -> dict[str, Any]:
 
 async def inspect(request: web.Request) -> web.StreamResponse:
     c = _container(request)
-    out = await routing.daemon(request).blocking(inspect_json, request, c)
+    layers = routing.daemon(request).images.layers
+    graph = layers.known_rw_graph_data(c.id)
+    if graph is None:
+        graph = await routing.daemon(request).blocking(layers.rw_graph_data, c.id)
+    out = inspect_json(request, c, graph)
     if params.query_bool(request, "size"):
         out["SizeRw"] = await routing.daemon(request).blocking(routing.daemon(request).images.layers.rw_size, c.id)
     return web.json_response(out)

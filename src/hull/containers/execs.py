@@ -1,8 +1,8 @@
 """Exec instances: `docker exec`'s records and processes, kept in memory as Docker keeps them.
 
-An exec is created (a record, nothing runs), then started once: the daemon forks an exec shim
-from the forkserver (shim/execshim.py), attaches to it if the client wants the streams,
-and only then lets the process run, so no output is lost. The process is the container's
+An exec is created (a record, nothing runs; the daemon has the forkserver start its exec shim,
+shim/execshim.py, meanwhile), then started once: the shim attaches the client's streams if
+it wants them and starts the process after, in one request, so no output is lost. The process is the container's
 own (its bundle's config.json: capabilities, rlimits, no-new-privileges, seccomp through the
 container's state) with the exec's command, environment (the container's, then the exec's),
 working directory, user and terminal, as dockerd builds it. A task per started exec waits
@@ -242,11 +242,13 @@ class ExecManager:
         stream = None
         try:
             if attach:
-                stream = await shim.attach(rec.open_stdin, rec.open_stdout, rec.open_stderr)
-            started = await shim.start(size if rec.tty else None)
+                started, reader, writer = await shim.start_attached(
+                    rec.open_stdin, rec.open_stdout, rec.open_stderr, size if rec.tty else None
+                )
+                stream = reader, writer
+            else:
+                started = await shim.start(size if rec.tty else None)
         except HullError:
-            if stream is not None:
-                stream[1].close()
             rec.exit_code = START_FAILED
             await self._release(shim, exec_dir)
             raise

@@ -52,6 +52,8 @@ class LayerStore:
         self.root = driver.root  # the data root as the driver names it (image/<driver>/...)
         self.driver = driver
         self.db = LayerDB(driver.root)
+        # Containers' GraphDriver.Data once read (see rw_graph_data): by container id.
+        self._rw_graph: dict[str, dict[str, str]] = {}
 
     # --- startup --------------------------------------------------------------------------------
 
@@ -72,9 +74,7 @@ class LayerStore:
 
     def register(self, blob: BinaryIO, parent: str | None) -> LayerRecord:
         """Apply `blob` on top of layer `parent` (a chain id, or None for a base layer)."""
-        return self._new_layer(
-            parent, lambda dest: archive.apply_layer(blob, dest, whiteouts=self.driver.whiteouts)
-        )
+        return self._new_layer(parent, lambda dest: archive.apply_layer(blob, dest, whiteouts=self.driver.whiteouts))
 
     def register_rw(self, container_id: str) -> LayerRecord:
         """The container's changes as a new layer on its image's top layer (what commit stores).
@@ -162,6 +162,20 @@ class LayerStore:
     def get_rw(self, container_id: str) -> MountRecord:
         return self.db.get_mount(container_id)
 
+    def rw_graph_data(self, container_id: str) -> dict[str, str]:
+        """Docker's GraphDriver.Data of a container: its read-write layer's, whose lowers are the
+        init layer, then the image's. Kept once read (a container's layers never change): every
+        `docker exec` inspects its container first."""
+        graph = self._rw_graph.get(container_id)
+        if graph is None:
+            graph = self._rw_graph[container_id] = self.driver.metadata(self.db.get_mount(container_id).mount_id)
+        return dict(graph)
+
+    def known_rw_graph_data(self, container_id: str) -> dict[str, str] | None:
+        """rw_graph_data if it needs no reading (none if not read yet)."""
+        graph = self._rw_graph.get(container_id)
+        return None if graph is None else dict(graph)
+
     def mount(self, container_id: str) -> str:
         """Mount the container's root filesystem (all its layers); returns the merged path."""
         return self.driver.get(self.db.get_mount(container_id).mount_id)
@@ -203,6 +217,7 @@ class LayerStore:
 
     def delete_rw(self, container_id: str) -> None:
         """Remove a container's layers: the record first, then the driver's layers (unmounted)."""
+        self._rw_graph.pop(container_id, None)
         try:
             m = self.db.delete_mount(container_id)
         except NotFound:

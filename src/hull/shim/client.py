@@ -127,8 +127,7 @@ class ShimClient:
 
     async def start(self, console_size: tuple[int, int] | None = None) -> dict[str, Any]:
         """Start the process; `console_size` (height, width) is an exec's terminal's, from its start."""
-        size = {} if console_size is None else {"height": console_size[0], "width": console_size[1]}
-        return _strip(await self._call("start", **size))
+        return _strip(await self._call("start", **_size(console_size)))
 
     async def kill(self, signal: int, all: bool = False) -> None:  # the daemon's agreed signature
         await self._call("kill", signal=signal, all=all)
@@ -151,15 +150,31 @@ class ShimClient:
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """A stream of the container's output in Docker's frames; bytes written go to its stdin
         (write_eof ends stdin when the container has stdin_once). Ends after the container's last output."""
+        _, reader, writer = await self._attach(stdin, stdout, stderr, None)
+        return reader, writer
+
+    async def start_attached(
+        self, stdin: bool, stdout: bool, stderr: bool, console_size: tuple[int, int] | None = None
+    ) -> tuple[dict[str, Any], asyncio.StreamReader, asyncio.StreamWriter]:
+        """An exec shim's attach and start in one request: start's answer, then attach's stream.
+        The process starts a round trip sooner than after attach, then start."""
+        return await self._attach(stdin, stdout, stderr, _size(console_size))
+
+    async def _attach(
+        self, stdin: bool, stdout: bool, stderr: bool, start: dict[str, int] | None
+    ) -> tuple[dict[str, Any], asyncio.StreamReader, asyncio.StreamWriter]:
+        req: dict[str, Any] = {"op": "attach", "stdin": stdin, "stdout": stdout, "stderr": stderr}
+        if start is not None:
+            req["start"] = start
         reader, writer = await self._open()
         try:
-            writer.write(protocol.encode({"op": "attach", "stdin": stdin, "stdout": stdout, "stderr": stderr}))
+            writer.write(protocol.encode(req))
             await writer.drain()
-            protocol.decode_answer(await reader.readline())
+            answer = protocol.decode_answer(await reader.readline())
         except BaseException:
             writer.close()
             raise
-        return reader, writer
+        return _strip(answer), reader, writer
 
     async def delete(self) -> None:
         """Delete the container (killing it if needed) and end the shim."""
@@ -179,3 +194,8 @@ class ShimClient:
 
 def _strip(answer: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in answer.items() if k != "ok"}
+
+
+def _size(console_size: tuple[int, int] | None) -> dict[str, int]:
+    """A terminal's size as start takes it: {} for none."""
+    return {} if console_size is None else {"height": console_size[0], "width": console_size[1]}

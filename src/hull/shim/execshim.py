@@ -37,27 +37,42 @@ def encode_request(cfg: ShimConfig, process: dict[str, Any]) -> bytes:
     return json.dumps({"exec": process, "shim": cfg._asdict()}, separators=(",", ":")).encode() + b"\n"
 
 
-def fork_from_request(line: bytes) -> int:
-    """Fork the exec shim a request line asks for; the read end of its ready pipe (as server.fork_shim)."""
+def _decode(line: bytes) -> tuple[dict[str, Any], ShimConfig]:
     try:
         obj = json.loads(line)
     except ValueError as e:
         raise InvalidArgument(f"exec request: malformed JSON: {e}") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("exec"), dict):
-        raise InvalidArgument("exec request: expected {\"exec\": {...}, \"shim\": {...}}")
+        raise InvalidArgument('exec request: expected {"exec": {...}, "shim": {...}}')
+    return obj["exec"], ShimConfig.from_dict(obj.get("shim"))
+
+
+def shim_for_request(line: bytes) -> tuple[ShimConfig, server.MakeShim]:
+    """The config and maker of the exec shim a request line asks for (server.ShimRequest)."""
     from hull.runtime.spec import Process
 
-    process = Process.from_json(obj["exec"])  # a bad one is refused now, not at start
-    cfg = ShimConfig.from_dict(obj.get("shim"))
+    raw, cfg = _decode(line)
+    process = Process.from_json(raw)  # a bad one is refused now, not at start
     if cfg.runtime:
-        return server.fork_shim(cfg, lambda cfg: ExecShim(cfg, _ExternalExec(cfg, obj["exec"])))
+        return cfg, lambda cfg: ExecShim(cfg, _ExternalExec(cfg, raw))
     spec = _container_spec(cfg)
-    return server.fork_shim(cfg, lambda cfg: ExecShim(cfg, _BuiltinExec(cfg, process, spec)))
+    return cfg, lambda cfg: ExecShim(cfg, _BuiltinExec(cfg, process, spec))
 
 
-# The containers' parsed specs (by the mtime of their runtime state), kept by the forkserver, where
-# fork_from_request runs: the exec shims it forks inherit them, so a container's spec is parsed
-# once, not per exec.
+def warm_spec_cache(line: bytes) -> None:
+    """In the forkserver, after the request went to a spare: parse the container's spec here too,
+    so the spares forked from now on have it."""
+    try:
+        _, cfg = _decode(line)
+        if not cfg.runtime:
+            _container_spec(cfg)
+    except (HullError, OSError, ValueError):
+        pass  # the spare has answered what is wrong
+
+
+# The containers' parsed specs (by the mtime of their runtime state), kept by the forkserver
+# (warm_spec_cache): the spares it forks inherit them, so a container's spec is parsed once,
+# not per exec.
 _SPECS: dict[str, tuple[int, Any]] = {}
 SPEC_CACHE_SIZE = 64
 
@@ -99,9 +114,7 @@ class _ExecAsCreate:
         self._spec = spec
 
     def create(self, opts: Any, container_id: str, bundle: str, *, console_sock: Any) -> Any:
-        pid = self._container.exec_process(
-            opts, container_id, self.process, console_sock=console_sock, spec=self._spec
-        )
+        pid = self._container.exec_process(opts, container_id, self.process, console_sock=console_sock, spec=self._spec)
         return SimpleNamespace(init_pid=pid)
 
 
@@ -160,15 +173,24 @@ class ExecShim(server.Shim):
         return {"pid": self.init_pid, "started_at": self.started_at}
 
     def op_attach(self, conn: Conn, req: dict[str, Any]) -> dict[str, Any] | None:
+        """Attach; with "start" (op_start's request), start the process too and answer as start:
+        the daemon's attach and start in one round trip."""
+        start = req.get("start")
+        if start is not None and not isinstance(start, dict):
+            raise InvalidArgument("attach: start must be an object")
         if self.status != CREATED or self.stdin_fd is not None or not self.cfg.open_stdin:
-            return super().op_attach(conn, req)
-        # A terminal's stdin is its master, which comes at start: let the attach ask for it now
-        # (the daemon sends no stdin before the start has answered).
-        self.stdin_fd = -1
-        try:
-            return super().op_attach(conn, req)
-        finally:
-            self.stdin_fd = None
+            flags = self._attach_flags(req)
+        else:
+            # A terminal's stdin is its master, which comes at start: let the attach ask for it
+            # now (the daemon sends no stdin before the start has answered).
+            self.stdin_fd = -1
+            try:
+                flags = self._attach_flags(req)
+            finally:
+                self.stdin_fd = None
+        # Started before the stream is: no output is read before this op returns.
+        self._attach(conn, flags, {} if start is None else self.op_start(conn, start))
+        return None
 
     def op_delete(self, conn: Conn, req: dict[str, Any]) -> dict[str, Any] | None:
         if self.init_pid == 0 and self.exit is None:  # never started: nothing to kill or wait for

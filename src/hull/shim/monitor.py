@@ -604,18 +604,25 @@ class Monitor:
         return {}
 
     def op_attach(self, conn: Conn, req: dict[str, Any]) -> dict[str, Any] | None:
-        flags = [req.get(k, False) for k in ("stdin", "stdout", "stderr")]
-        if not all(isinstance(f, bool) for f in flags):
+        self._attach(conn, self._attach_flags(req), {})
+        return None
+
+    def _attach_flags(self, req: dict[str, Any]) -> tuple[bool, bool, bool]:
+        stdin, stdout, stderr = (req.get(k, False) for k in ("stdin", "stdout", "stderr"))
+        if not all(isinstance(f, bool) for f in (stdin, stdout, stderr)):
             raise InvalidArgument("attach: stdin, stdout and stderr must be booleans")
-        if flags[0] and self.stdin_fd is None and not self.finished:
+        if stdin and self.stdin_fd is None and not self.finished:
             raise Conflict("the container's stdin is not open" if not self.cfg.open_stdin else "stdin is closed")
-        self._send(conn, protocol.ok())
+        return stdin, stdout, stderr
+
+    def _attach(self, conn: Conn, flags: tuple[bool, bool, bool], answer: dict[str, Any]) -> None:
+        """Answer `answer`, then turn the connection into the stream of `flags`' streams."""
+        self._send(conn, protocol.ok(**answer))
         conn.streaming = True
         conn.stdin, conn.stdout, conn.stderr = flags
         if self.finished:  # nothing more will come: the stream ends at once
             conn.closing = True
             self._flush(conn)
-        return None
 
     def op_delete(self, conn: Conn, req: dict[str, Any]) -> dict[str, Any] | None:
         if self.exit is None:

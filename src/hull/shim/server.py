@@ -5,12 +5,17 @@ session), then `Shim.setup` (socket, stdio, runtime create) and a one-line hands
 back to the caller: `{"ok": true, "pid": N}` once the shim listens, or the error. Then the
 shim is a monitor.Monitor (the loop, the ops, the exit), which re-execs itself into a lean
 process once the container has run a while (see monitor.py for why).
+
+`fork_spare` makes the same process ahead of need (the forkserver keeps one): a *spare* has
+been forked and has closed what it inherited, and waits for its request line on a pipe; the
+request then pays for neither (some 1.5 ms).
 """
 
 import os
 import socket
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import NoReturn
 
 from hull import multiplex
@@ -113,7 +118,12 @@ def _listen(path: str) -> socket.socket:
     return sock
 
 
-def fork_shim(cfg: ShimConfig, make: Callable[[ShimConfig], Shim] = Shim) -> int:
+MakeShim = Callable[[ShimConfig], "Shim"]
+# What a spare does with its request line: the config and the maker of the shim it asks for.
+ShimRequest = Callable[[bytes], tuple[ShimConfig, MakeShim]]
+
+
+def fork_shim(cfg: ShimConfig, make: MakeShim = Shim) -> int:
     """Start a shim for `cfg` (made by `make`: execshim.py makes another kind) in the background;
     return the read end of its ready pipe.
 
@@ -122,20 +132,53 @@ def fork_shim(cfg: ShimConfig, make: Callable[[ShimConfig], Shim] = Shim) -> int
     that dies before writing leaves only the EOF.
     """
     r, w = os.pipe2(os.O_CLOEXEC)
-    child = os.fork()
-    if child == 0:  # the intermediate: its only job is to fork the shim and vanish
-        status = 1
+    if _fork_detached() == 0:
         try:
-            os.close(r)
+            _close_inherited((w,))
+        except BaseException:
+            os._exit(1)
+        _shim_main(cfg, w, make)
+    os.close(w)
+    return r
+
+
+@dataclass
+class Spare:
+    """A shim process forked ahead of its request (see the module docstring)."""
+
+    requests: int  # write the one request line here
+    ready: int  # then read its handshake here, as fork_shim's pipe
+
+
+def fork_spare(serve: ShimRequest) -> Spare:
+    """Fork a spare shim; once it reads a request line, `serve` (called in the spare) says what shim it becomes.
+
+    An empty request (the caller closed `requests` without writing) ends the spare: that is how
+    a forkserver that exits takes its spare along. `serve`'s errors are the handshake's answer.
+    """
+    req_r, req_w = os.pipe2(os.O_CLOEXEC)
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    if _fork_detached() == 0:
+        _spare_main(req_r, ready_w, serve)
+    os.close(req_r)
+    os.close(ready_w)
+    return Spare(req_w, ready_r)
+
+
+def _fork_detached() -> int:
+    """Fork a grandchild in its own session, reparented away from us (we reap the child between):
+    0 in the grandchild, else the (reaped) child's pid."""
+    child = os.fork()
+    if child == 0:  # the intermediate: its only job is to fork and vanish
+        try:
             os.setsid()
             if os.fork() == 0:
-                _shim_main(cfg, w, make)
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(w)
+                return 0
+        except BaseException:
+            os._exit(1)
+        os._exit(0)
     os.waitpid(child, 0)
-    return r
+    return child
 
 
 def handshake_answer(data: bytes) -> bytes:
@@ -159,9 +202,35 @@ def read_handshake(fd: int) -> bytes:
     return handshake_answer(buf)
 
 
-def _shim_main(cfg: ShimConfig, ready: int, make: Callable[[ShimConfig], Shim]) -> NoReturn:
+def _spare_main(requests: int, ready: int, serve: ShimRequest) -> NoReturn:
     try:
-        _own_fds(cfg, ready)
+        _close_inherited((requests, ready))
+        # Not the forkserver's pipes to the daemon, which must see them end with the forkserver.
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, 0)
+        os.dup2(null, 1)
+        os.close(null)
+        line = b""
+        while not line.endswith(b"\n") and (chunk := os.read(requests, 65536)):
+            line += chunk
+        os.close(requests)
+        if not line:
+            os._exit(0)
+        try:
+            cfg, make = serve(line)
+        except (HullError, OSError) as e:
+            _tell(ready, protocol.error(e))
+            os._exit(1)
+    except BaseException:  # a bug: the forkserver's stderr is still ours
+        print_traceback()
+        sys.stderr.flush()
+        os._exit(1)
+    _shim_main(cfg, ready, make)
+
+
+def _shim_main(cfg: ShimConfig, ready: int, make: MakeShim) -> NoReturn:
+    try:
+        _own_stdio(cfg)
         shim = make(cfg)
         try:
             shim.setup()
@@ -176,15 +245,19 @@ def _shim_main(cfg: ShimConfig, ready: int, make: Callable[[ShimConfig], Shim]) 
     run(shim)
 
 
-def _own_fds(cfg: ShimConfig, keep: int) -> None:
-    """Close everything inherited (the caller's sockets and pipes) but `keep`; stdio to /dev/null and the shim log."""
+def _close_inherited(keep: tuple[int, ...]) -> None:
+    """Close everything inherited (the caller's sockets and pipes) but stdio and `keep`."""
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
-        if fd > 2 and fd != keep:
+        if fd > 2 and fd not in keep:
             try:
                 os.close(fd)
             except OSError:  # the listing's own descriptor
                 pass
+
+
+def _own_stdio(cfg: ShimConfig) -> None:
+    """stdin and stdout to /dev/null, stderr to the shim log."""
     os.makedirs(cfg.exec_dir, 0o700, exist_ok=True)
     null = os.open(os.devnull, os.O_RDWR)
     log = os.open(cfg.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

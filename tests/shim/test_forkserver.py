@@ -1,0 +1,95 @@
+"""The forkserver's spare: a shim forked before its request, which the next request turns into
+its shim; a new one once the forkserver is idle; gone with the forkserver."""
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import pytest
+from shimtest import ShimEnv, wait_gone
+
+from hull.errors import InvalidArgument
+from hull.shim.forkserver import SPARE_DELAY
+
+pytestmark = pytest.mark.container
+
+
+def _pipes(pid: int, *, skip_stdio: bool) -> set[str]:
+    out = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        if skip_stdio and int(fd) <= 2:
+            continue
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:
+            continue
+        if target.startswith("pipe:"):
+            out.add(target)
+    return out
+
+
+def _spare_of(forkserver: int) -> int | None:
+    """The process that waits on a pipe of `forkserver`'s, past its stdio: its spare."""
+    theirs = _pipes(forkserver, skip_stdio=True)
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == forkserver:
+            continue
+        try:
+            if b"hull.shim.forkserver" in Path(f"/proc/{name}/cmdline").read_bytes() and (
+                _pipes(int(name), skip_stdio=True) & theirs
+            ):
+                return int(name)
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return None
+
+
+async def _next_spare(forkserver: int, not_: int) -> int:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        spare = _spare_of(forkserver)
+        if spare is not None and spare != not_:
+            return spare
+        await asyncio.sleep(SPARE_DELAY / 5)
+    raise AssertionError("no new spare")
+
+
+def test_a_spare_forked_ahead_becomes_the_next_shim(shim_env: ShimEnv) -> None:
+    first, second = shim_env.config(["sleep", "30"]), shim_env.config(["sleep", "30"])
+    seen: list[int] = []
+
+    async def scenario() -> None:
+        async with shim_env:
+            fs = shim_env.forkserver
+            assert fs is not None
+            spare = _spare_of(fs.pid)
+            assert spare is not None, "no spare waiting before the first request"
+            assert await fs.spawn(first) == spare
+            seen.append(spare)
+            # The next one comes once the forkserver has been idle a moment, and serves the next request.
+            spare = await _next_spare(fs.pid, not_=spare)
+            assert await fs.spawn(second) == spare
+            seen.append(await _next_spare(fs.pid, not_=spare))
+
+    asyncio.run(scenario())
+    # The shims were deleted and the forkserver closed: its waiting spare left with it.
+    assert all(wait_gone(pid) for pid in seen)
+
+
+def test_a_bad_request_costs_the_spare_and_nothing_else(shim_env: ShimEnv) -> None:
+    good = shim_env.config(["sleep", "30"])
+    bad = shim_env.config(["sleep", "30"])._replace(log_max_file=0)
+    shim_env.configs[-1] = bad
+
+    async def scenario() -> None:
+        async with shim_env:
+            fs = shim_env.forkserver
+            assert fs is not None
+            with pytest.raises(InvalidArgument, match="log_max_file"):
+                await fs.spawn(bad)
+            assert not os.path.exists(bad.exec_dir)
+            assert await fs.spawn(good) > 0
+            assert os.path.exists(good.socket_path)
+
+    asyncio.run(scenario())
