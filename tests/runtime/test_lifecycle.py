@@ -4,6 +4,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -169,6 +170,45 @@ def test_lifecycle_create_start_pause_resume_kill_delete(rt: Runtime, bundle: Pa
     rt("delete", cid)
     assert rt("state", cid, check=False).returncode == 1
     assert not (rt.root / cid).exists()
+
+
+EXEC_IN_PROCESS = """
+import json, os, sys
+from hull.runtime.container import exec_process
+from hull.runtime.spec import Process
+from hull.runtime.state import Options
+
+root, cid = sys.argv[1], sys.argv[2]
+process = Process.from_json({"args": ["sleep", "20"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "env": ["PATH=/bin"]})
+pid = exec_process(Options(root), cid, process)
+print(json.dumps({
+    "pid": pid,
+    "parent": int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1]),
+    "me": os.getpid(),
+    "pid_ns": os.readlink(f"/proc/{pid}/ns/pid"),
+    "our_children": os.readlink("/proc/self/ns/pid_for_children"),
+    "ours": os.readlink("/proc/self/ns/pid"),
+}), flush=True)
+os.kill(pid, 9)
+os.waitpid(pid, 0)
+"""
+
+
+def test_an_exec_is_the_runtimes_own_child_born_in_the_pid_namespace(rt: Runtime, bundle: Path) -> None:
+    # One process, no stage to fork it: the runtime joins the pid namespace for its children
+    # (and only for the fork), so the child it forks is the process.
+    configure(bundle, ["sleep", "30"])
+    cid = rt.create_detached(bundle)
+    rt("start", cid)
+    init = rt.state(cid)["pid"]
+    done = subprocess.run(
+        [sys.executable, "-c", EXEC_IN_PROCESS, str(rt.root), cid], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["pid_ns"] == os.readlink(f"/proc/{init}/ns/pid")
+    assert seen["parent"] == seen["me"]
+    assert seen["our_children"] == seen["ours"] == host_ns("pid")
 
 
 def test_exec_joins_every_namespace_and_the_cgroup(rt: Runtime, bundle: Path, tmp_path: Path) -> None:

@@ -65,7 +65,7 @@ def _write_id_map(pid: int, name: str, mappings: list[IDMapping]) -> None:
         raise HullError(f"write /proc/{pid}/{name}: {e.strerror}") from None
 
 
-def _fork_stage_one(cgroup: CgroupManager) -> tuple[int, bool]:
+def _fork_child(cgroup: CgroupManager) -> tuple[int, bool]:
     """fork(2): (pid as os.fork returns it, whether the child was born in the container's cgroup2).
 
     A write to cgroup.procs (cgroup2 has no other way in) waits out an RCU grace period, some
@@ -105,21 +105,24 @@ def _spawn(
 
         if uses_notify(seccomp):
             plan.seccomp_listener = _connect(seccomp.listener_path, "seccomp listenerPath")
+    # An exec's child is born in the container's pid namespace and is the process itself; a
+    # container's init is the child of a first child that unshares the namespaces (init.py).
+    pid_ns = (plan.join or {}).get("pid") if plan.is_exec else None
     try:
-        stage_one, born_in_cgroup2 = _fork_stage_one(plan.cgroup)
-        if stage_one == 0:
-            parent_end.close()
-            plan.born_in_cgroup2 = born_in_cgroup2
-            child_main(plan)
+        with namespaces.pid_namespace_for_children(pid_ns):
+            child, born_in_cgroup2 = _fork_child(plan.cgroup)
+            if child == 0:
+                parent_end.close()
+                plan.born_in_cgroup2 = born_in_cgroup2
+                child_main(plan)
     finally:
         if plan.seccomp_listener is not None:
             plan.seccomp_listener.close()  # the child's copy is the one that sends
     child_end.close()
-    pid = 0
+    pid = child if plan.is_exec else 0
     try:
-        # The seccomp program is compiled here, after the fork, while stage one works (joins
-        # its cgroup and namespaces). Stage two gets the program with the answer to its pid
-        # and only installs it.
+        # The seccomp program is compiled here, after the fork, while the child works (joins
+        # its cgroup and namespaces); the child gets it with its `ok` and only installs it.
         seccomp_fields = {}
         if plan.spec.linux.seccomp is not None:
             from hull.runtime.seccomp import compile_filter  # only containers that ask pay for libseccomp
@@ -127,11 +130,15 @@ def _spawn(
             program = compile_filter(plan.spec.linux.seccomp, seccomp_cache)
             seccomp_fields["seccomp"] = base64.b64encode(program).decode()
         listener_fields: dict[str, Any] = {}
+        if plan.is_exec:  # we know its pid already: no `pid` message comes
+            if plan.seccomp_listener is not None:
+                listener_fields["listener_state"] = process_state(pid)
+            sync.send(parent_end, sync.OK, **seccomp_fields, **listener_fields)
         while True:
             msg = sync.recv(parent_end)
             kind = msg.get("type")
             if kind == sync.USERNS:
-                on_userns(stage_one)
+                on_userns(child)
                 sync.send(parent_end, sync.OK)
             elif kind == sync.PID:
                 pid = int(msg["pid"])
@@ -150,10 +157,13 @@ def _spawn(
     except BaseException:
         if pid:
             _kill_quietly(pid)
+        if plan.is_exec:
+            os.waitpid(child, 0)
         raise
     finally:
         parent_end.close()
-        os.waitpid(stage_one, 0)
+        if not plan.is_exec:  # stage one; an exec's child is the process, for our caller to wait on
+            os.waitpid(child, 0)
 
 
 def _process_state(st: ContainerState, pid: int, status: str, metadata: str) -> dict[str, Any]:

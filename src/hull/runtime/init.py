@@ -1,7 +1,7 @@
 """The child side of `create` and `exec`: from fork to execve of the user's process.
 
-Two stages, because a new pid namespace only applies to children of the process that
-unshared it:
+A container's init takes two stages, because a new pid namespace only applies to children of
+the process that unshared it:
 
 * stage one (a child of the runtime, still in the host's pid namespace): joins the cgroup,
   joins namespaces given by path, creates the user namespace (the runtime writes its id
@@ -9,7 +9,12 @@ unshared it:
 * stage two (PID 1 of the new pid namespace, or the exec'd process): builds the root
   filesystem and pivots into it (init only), sets up the terminal, the process's limits and
   identity, reports `ready`, waits on exec.fifo until `start` (init only), installs the
-  seccomp program the runtime compiled (sent with the answer to `pid`) last and execs.
+  seccomp program the runtime compiled (sent with the runtime's `ok`) last and execs.
+
+An exec's child needs one: the runtime joins the container's pid namespace for its children
+before it forks, so the child is born there; it joins the cgroup and the other namespaces
+as stage one does and goes on as stage two, with no fork and no `pid` to report (a fork and
+a round trip less per `docker exec`).
 
 There is no runtime process left once the user process runs: stage two *becomes* it. Errors
 travel to the runtime over the sync channel and end the child; they never return.
@@ -79,21 +84,23 @@ def _stage_one(plan: ChildPlan) -> None:
     _close_extra_fds(plan)  # now, while /proc/self is still the host's
     plan.cgroup.add_current(born_in_cgroup2=plan.born_in_cgroup2)
     if plan.is_exec:
-        namespaces.setns_paths(plan.join or {})
-    else:
-        nss = plan.spec.linux.namespaces
-        namespaces.setns_paths({n.type: n.path for n in nss if n.path})
-        if namespaces.unshare_flags(nss, user=True):
-            syscalls.unshare(syscalls.CLONE_NEWUSER)
-            sync.send(plan.sync, sync.USERNS)
-            sync.expect_ok(plan.sync)
-            # We hold every capability in the new namespace; become its root so that files
-            # we create (device nodes, mount points) belong to the container's root.
-            if any(m.container_id == 0 for m in plan.spec.linux.uid_mappings):
-                os.setresgid(0, 0, 0)
-                os.setgroups([])
-                os.setresuid(0, 0, 0)
-        syscalls.unshare(namespaces.unshare_flags(nss, user=False))
+        # Born in the container's pid namespace (the runtime joined it for its children): the
+        # other namespaces apply to ourselves, and we go on as the process.
+        namespaces.setns_paths({t: p for t, p in (plan.join or {}).items() if t != "pid"})
+        return
+    nss = plan.spec.linux.namespaces
+    namespaces.setns_paths({n.type: n.path for n in nss if n.path})
+    if namespaces.unshare_flags(nss, user=True):
+        syscalls.unshare(syscalls.CLONE_NEWUSER)
+        sync.send(plan.sync, sync.USERNS)
+        sync.expect_ok(plan.sync)
+        # We hold every capability in the new namespace; become its root so that files
+        # we create (device nodes, mount points) belong to the container's root.
+        if any(m.container_id == 0 for m in plan.spec.linux.uid_mappings):
+            os.setresgid(0, 0, 0)
+            os.setgroups([])
+            os.setresuid(0, 0, 0)
+    syscalls.unshare(namespaces.unshare_flags(nss, user=False))
     pid = os.fork()
     if pid:
         sync.send(plan.sync, sync.PID, pid=pid)

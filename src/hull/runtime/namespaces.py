@@ -6,7 +6,9 @@ handled first: joining or creating it changes which capabilities the others are 
 against.
 """
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 from hull.errors import HullError
 from hull.runtime import syscalls
@@ -55,6 +57,36 @@ def setns_paths(paths: dict[str, str]) -> None:
     finally:
         for _, _, fd in fds:
             os.close(fd)
+
+
+@contextlib.contextmanager
+def pid_namespace_for_children(path: str | None) -> Iterator[None]:
+    """Within, the children we fork are born in the pid namespace at `path` (None: no change).
+
+    setns with CLONE_NEWPID moves the caller's future children, never the caller itself, and
+    a process may go back to its own pid namespace: after, our children are born in ours again.
+    """
+    if path is None:
+        yield
+        return
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        try:
+            target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            raise HullError(f"open pid namespace {path}: {e.strerror}") from None
+        try:
+            syscalls.setns(target, syscalls.CLONE_NEWPID)
+        except OSError as e:
+            raise HullError(f"join pid namespace {path}: {e.strerror}") from None
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            syscalls.setns(own, syscalls.CLONE_NEWPID)
+    finally:
+        os.close(own)
 
 
 def proc_ns_path(pid: int, ns_type: str) -> str:

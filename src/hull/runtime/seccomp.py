@@ -388,8 +388,26 @@ def _cache_key(cfg: LinuxSeccomp) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+# Programs compiled in this process, by the filter object they came from (a cached spec's): the
+# forkserver compiles each exec'd container's once, and the shims it forks find it here.
+_COMPILED: dict[int, tuple[LinuxSeccomp, bytes]] = {}
+COMPILED_CACHE_SIZE = 64
+
+
 def compile_filter(cfg: LinuxSeccomp, cache_dir: str | None = None) -> bytes:
-    """The BPF program of the filter `cfg` describes, for `install`; kept in `cache_dir` if given."""
+    """The BPF program of the filter `cfg` describes, for `install`; kept in `cache_dir` if given,
+    and in this process for this `cfg` object."""
+    hit = _COMPILED.get(id(cfg))
+    if hit is not None and hit[0] is cfg:
+        return hit[1]
+    program = _compile_filter(cfg, cache_dir)
+    _COMPILED[id(cfg)] = (cfg, program)
+    while len(_COMPILED) > COMPILED_CACHE_SIZE:
+        del _COMPILED[next(iter(_COMPILED))]
+    return program
+
+
+def _compile_filter(cfg: LinuxSeccomp, cache_dir: str | None) -> bytes:
     if cache_dir is None:
         return SeccompFilter(cfg).export()
     path = os.path.join(cache_dir, _cache_key(cfg) + BPF_SUFFIX)

@@ -5,7 +5,8 @@ A SOCK_SEQPACKET socketpair keeps message boundaries, so each message is one JSO
 createRuntime hooks), reports (`pid`: the init's pid; `ready`: about to wait for start or
 exec) or fails (`error` with a message); the parent answers `ok`, to `pid` too: stage two
 starts only once the parent knows its pid, and gets the compiled seccomp program (base64, in
-`seccomp`) with that answer when the spec has a filter.
+`seccomp`) with that answer when the spec has a filter. An exec's child reports no pid (the
+runtime forked it itself): its `ok` comes unasked, as soon as the runtime has the program.
 """
 
 import json

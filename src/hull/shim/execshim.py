@@ -60,12 +60,16 @@ def shim_for_request(line: bytes) -> tuple[ShimConfig, server.MakeShim]:
 
 
 def warm_spec_cache(line: bytes) -> None:
-    """In the forkserver, after the request went to a spare: parse the container's spec here too,
-    so the spares forked from now on have it."""
+    """In the forkserver, after the request went to a spare: parse the container's spec here
+    too, and compile its seccomp program, so the spares forked from now on have both."""
+    from hull.runtime import state
+    from hull.runtime.seccomp import compile_filter
+
     try:
         _, cfg = _decode(line)
-        if not cfg.runtime:
-            _container_spec(cfg)
+        spec = None if cfg.runtime else _container_spec(cfg)
+        if spec is not None and spec.linux.seccomp is not None:
+            compile_filter(spec.linux.seccomp, state.seccomp_cache_dir(_runtime_root(cfg)))
     except (HullError, OSError, ValueError):
         pass  # the spare has answered what is wrong
 
@@ -77,11 +81,17 @@ _SPECS: dict[str, tuple[int, Any]] = {}
 SPEC_CACHE_SIZE = 64
 
 
+def _runtime_root(cfg: ShimConfig) -> str:
+    from hull.runtime import state
+
+    return cfg.runtime_root or state.Options().root
+
+
 def _container_spec(cfg: ShimConfig) -> Any:
     from hull.runtime import state
     from hull.runtime.spec import Spec
 
-    root = cfg.runtime_root or state.Options().root
+    root = _runtime_root(cfg)
     try:
         mtime = os.stat(os.path.join(state.container_dir(root, cfg.id), state.STATE_FILE)).st_mtime_ns
     except FileNotFoundError:
