@@ -92,6 +92,23 @@ def test_user_namespace_maps_ids(rt: Runtime, bundle: Path) -> None:
     assert out[3] != host_ns("user")
 
 
+def test_exec_joins_a_user_namespace(rt: Runtime, bundle: Path) -> None:
+    cfg = configure(bundle, ["sleep", "30"])
+    cfg["linux"]["namespaces"].append({"type": "user"})
+    cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    (bundle / "config.json").write_text(json.dumps(cfg))
+    for parent in bundle.parents:
+        os.chmod(parent, parent.stat().st_mode | 0o001)
+    cid = rt.create_detached(bundle)
+    rt("start", cid)
+    init = rt.state(cid)["pid"]
+    script = "id -u; readlink /proc/self/ns/user; readlink /proc/self/ns/pid; echo $$"
+    out = rt("exec", cid, "sh", "-c", script).stdout.split()
+    assert out[:3] == ["0", os.readlink(f"/proc/{init}/ns/user"), os.readlink(f"/proc/{init}/ns/pid")]
+    assert out[3] != "1"
+
+
 def test_cgroup_files_hold_the_spec(rt: Runtime, bundle: Path) -> None:
     cfg = configure(bundle, ["sleep", "30"])
     cfg["linux"]["resources"] = {
