@@ -73,18 +73,21 @@ def test_run_returns_exit_status_and_signal(rt: Runtime, bundle: Path) -> None:
         proc.wait()
 
 
-def test_user_namespace_maps_ids(rt: Runtime, bundle: Path) -> None:
-    cfg = configure(
-        bundle, ["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u; readlink /proc/self/ns/user"]
-    )
+def _configure_with_user_namespace(bundle: Path, args: list[str]) -> None:
+    """A bundle whose container has its own user namespace, its root host uid 100000."""
+    cfg = configure(bundle, args)
     cfg["linux"]["namespaces"].append({"type": "user"})
     cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
     cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
     (bundle / "config.json").write_text(json.dumps(cfg))
-    # The container's root is host uid 100000: it needs search permission down to the rootfs
-    # (pytest's temp dirs are 0700).
+    # That root needs search permission down to the rootfs (pytest's temp dirs are 0700).
     for parent in bundle.parents:
         os.chmod(parent, parent.stat().st_mode | 0o001)
+
+
+def test_user_namespace_maps_ids(rt: Runtime, bundle: Path) -> None:
+    script = "cat /proc/self/uid_map /proc/self/gid_map; id -u; readlink /proc/self/ns/user"
+    _configure_with_user_namespace(bundle, ["sh", "-c", script])
     out = rt("run", "--bundle", str(bundle), rt.new_id()).stdout.split("\n")
     assert out[0].split() == ["0", "100000", "65536"]
     assert out[1].split() == ["0", "100000", "65536"]
@@ -93,13 +96,7 @@ def test_user_namespace_maps_ids(rt: Runtime, bundle: Path) -> None:
 
 
 def test_exec_joins_a_user_namespace(rt: Runtime, bundle: Path) -> None:
-    cfg = configure(bundle, ["sleep", "30"])
-    cfg["linux"]["namespaces"].append({"type": "user"})
-    cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
-    cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
-    (bundle / "config.json").write_text(json.dumps(cfg))
-    for parent in bundle.parents:
-        os.chmod(parent, parent.stat().st_mode | 0o001)
+    _configure_with_user_namespace(bundle, ["sleep", "30"])
     cid = rt.create_detached(bundle)
     rt("start", cid)
     init = rt.state(cid)["pid"]

@@ -8,7 +8,8 @@ forked shims share those pages, and writes `{"ok": true, "pid": N}` when ready.
 
 Then, per request: one ShimConfig JSON line on stdin (or an exec request: execshim.py). It hands
 the line to its spare (server.fork_spare: a shim forked before the request, waiting for one),
-which becomes that shim, and forks the next spare while the shim sets up. It answers on
+which becomes that shim, and forks the next spare once it has been idle a moment (with no
+spare, a request gets a spare forked for it). It answers on
 stdout, *in request order*, `{"ok": true, "pid": shim_pid}` once that shim has run runtime
 create and listens, or `{"ok": false, "error": ..., "kind": ...}` with the runtime's message.
 Requests are served concurrently: a slow create holds up only the answers after it. At EOF on
