@@ -191,6 +191,24 @@ def test_events_since_until(engine: Engine) -> None:
     assert "container create" in fmt.splitlines()
 
 
+@pytest.mark.parametrize("network", ["none", "host"])
+def test_run_events_in_order_with_the_network_connected(engine: Engine, network: str) -> None:
+    start = time.time()
+    name = f"cli-netev-{network}"
+    engine.hull("run", "--rm", "--name", name, "--network", network, engine.image, "true", check=True)
+    time.sleep(1.1)
+    fmt = "{{.Type}} {{.Action}} {{.Actor.ID}} {{.Actor.Attributes.name}} {{.Actor.Attributes.container}}"
+    done = engine.hull("events", "--since", str(int(start) - 1), "--until", str(int(time.time())), "--format", fmt)
+    lines = [line.split() for line in done.stdout.splitlines()]
+    cid = next(f[2] for f in lines if f[:2] == ["container", "create"] and f[3] == name)
+    ours = [f for f in lines if cid in (f[2], f[4])]
+    assert [" ".join(f[:2]) for f in ours] == [
+        "container create", "container attach", "network connect", "container start",
+        "container die", "network disconnect", "container destroy",
+    ], done.stdout  # fmt: skip
+    assert {f[3] for f in ours if f[0] == "network"} == {network}
+
+
 def test_system_df_and_prune(engine: Engine) -> None:
     engine.hull("create", "--name", "cli-prune", engine.image, "true", check=True)
     df = engine.hull("system", "df").stdout.splitlines()

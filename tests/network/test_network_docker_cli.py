@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+import time
 from collections.abc import Callable
 
 import pytest
@@ -87,3 +88,26 @@ def test_connect_disconnect_prune(hulld: HullDaemon) -> None:
     finally:
         docker(hulld, "rm", "-f", "dcon")
         docker(hulld, "network", "rm", "dcn", "dunused")
+
+
+def test_network_events_follow_the_container(hulld: HullDaemon) -> None:
+    # As dockerd: connect before start on each network, disconnect after die on each, those
+    # connected while it ran included.
+    ok(hulld, "network", "create", "evnet1")
+    ok(hulld, "network", "create", "evnet2")
+    try:
+        since = str(int(time.time()) - 1)
+        cid = ok(hulld, "run", "-d", "--network", "evnet1", "busybox", "sleep", "60").strip()
+        ok(hulld, "network", "connect", "evnet2", cid)
+        ok(hulld, "rm", "-f", cid)
+        fmt = "{{.Type}} {{.Action}} {{.Actor.ID}} {{.Actor.Attributes.name}} {{.Actor.Attributes.container}}"
+        events = ok(hulld, "events", "--since", since, "--until", str(int(time.time()) + 1), "--format", fmt)
+        ours = [f"{f[0]} {f[1]} {f[3]}" for f in map(str.split, events.splitlines()) if cid in (f[2], f[4])]
+        assert [e for e in ours if e.startswith("network ")] == [
+            "network connect evnet1", "network connect evnet2",
+            "network disconnect evnet1", "network disconnect evnet2",
+        ]  # fmt: skip
+        assert ours.index("network connect evnet1") < next(i for i, e in enumerate(ours) if " start " in e)
+        assert next(i for i, e in enumerate(ours) if " die " in e) < ours.index("network disconnect evnet1")
+    finally:
+        ok(hulld, "network", "rm", "evnet1", "evnet2")

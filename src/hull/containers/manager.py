@@ -518,6 +518,7 @@ class ContainerManager:
         container), so the attacher must be registered before that. A running container's shim
         is asked directly; otherwise the attacher waits for the next start, or for the
         container's removal, which ends it with NotFound."""
+        self.publish_event(c, "attach")
         live = self._live.get(c.id)
         if live is not None and c.state.running:
             return live.shim.attach(stdin, stdout, stderr)
@@ -579,15 +580,15 @@ class ContainerManager:
             live = self._live.pop(c.id, None)
             self.health.stop(c.id)
             self.execs.forget(c.id)
+            if oom:
+                self.publish_event(c, "oom")
+            self.publish_event(c, "die", exitCode=str(code))  # before the release's network disconnects, as dockerd
             await self._release(c, shim)
             # An auto-removed container's exit needs no record: its removal follows at once (and
             # a crash before it leaves a record saying "running", which restore finishes the same way).
             auto_remove = bool(c.host_config.get("AutoRemove")) and delay is None
             if c.id in self._by_id and not auto_remove:
                 await self.daemon.blocking(c.save)
-            if oom:
-                self.publish_event(c, "oom")
-            self.publish_event(c, "die", exitCode=str(code))
             if live is not None:
                 live.exited.set()
             for fut in self._exit_waiters.pop(c.id, []):

@@ -94,6 +94,9 @@ class NetworkManager:
         self.reservations = ports.PortReservations()
         self._networks: dict[str, NetworkRecord] = {}
         self._sandboxes: dict[str, Sandbox] = {}
+        # The networks each running container was announced on (`network connect` events):
+        # its `disconnect` events name the same ones when it ends.
+        self._announced: dict[str, list[NetworkRecord]] = {}
         self._dns: dict[str, DnsServer] = {}
         self._thread: netns.NetnsThread | None = None
         self._lock = asyncio.Lock()
@@ -213,6 +216,13 @@ class NetworkManager:
         for cid in [cid for cid in self._sandboxes if cid not in running]:
             async with self._lock:
                 await self._teardown(cid)
+        for cid in running:
+            c = self._container(cid)
+            if c is not None:
+                try:
+                    self._announced[cid] = self._networks_of(c)
+                except NotFound:
+                    pass  # a network removed under it: no event to pair with
 
     async def stop(self, containers_running: bool) -> None:
         """Stop serving DNS and holding ports; with no container running, take the bridges and
@@ -420,9 +430,12 @@ class NetworkManager:
 
     # --- containers: start and end ------------------------------------------------------------
 
-    def _bridge_networks_of(self, c: "Container") -> list[NetworkRecord]:
-        """The bridge networks `c` is on, first its NetworkMode's (which gives the default route)."""
+    def _networks_of(self, c: "Container") -> list[NetworkRecord]:
+        """The networks `c` is on (none and host too), first its NetworkMode's (which gives the
+        default route)."""
         mode = c.host_config.get("NetworkMode") or DEFAULT_MODE
+        if mode.startswith(CONTAINER_MODE_PREFIX):
+            return []  # another container's: no endpoint of its own
         settings = c.network_settings.get("Networks") or {}
         primary = self.find(network_mode_name(mode))
         first = primary.name if primary is not None else network_mode_name(mode)
@@ -431,17 +444,25 @@ class NetworkManager:
             n = self.find(settings[name].get("NetworkID") or name) or self.find(name)
             if n is None:
                 raise NotFound(f"network {name} not found")
-            if n.driver == "bridge":
-                out.append(n)
+            out.append(n)
         return out
+
+    def _announce(self, c: "Container", networks: list[NetworkRecord], action: str) -> None:
+        """`network connect` or `disconnect` events for `c` on each network, as dockerd sends
+        them when a container starts (before its `start`) and after it ends (after its `die`)."""
+        for n in networks:
+            self.daemon.events.publish("network", action, n.id, {"container": c.id, "name": n.name, "type": n.driver})
 
     async def attach(self, c: "Container") -> str | None:
         """Before `c` runs: its namespace (loopback up) with an endpoint on each of its bridge
         networks and its published ports. The namespace file; None for host and container:<x>."""
         mode = c.host_config.get("NetworkMode") or DEFAULT_MODE
+        on = self._networks_of(c)
         if mode == HOST or mode.startswith(CONTAINER_MODE_PREFIX):
+            self._announced[c.id] = on
+            self._announce(c, on, "connect")
             return None
-        networks = self._bridge_networks_of(c)
+        networks = [n for n in on if n.driver == "bridge"]
         async with self._lock:
             await self._teardown(c.id)  # a crash's leftover
             # Published ports need a bridge to reach the container (Docker ignores them on none too).
@@ -466,6 +487,8 @@ class NetworkManager:
                     raise HullError(f"failed to set up container networking: {e}") from e
                 raise
         self._fill_settings(c, sandbox)
+        self._announced[c.id] = on
+        self._announce(c, on, "connect")
         return sandbox.key
 
     def _plan(self, c: "Container", n: NetworkRecord, index: int, sandbox: Sandbox | None = None) -> _Plan:
@@ -543,6 +566,7 @@ class NetworkManager:
         async with self._lock:
             await self._teardown(c.id)
         self._clear_settings(c)
+        self._announce(c, self._announced.pop(c.id, []), "disconnect")
 
     async def _teardown(self, cid: str) -> None:
         sandbox = self._sandboxes.pop(cid, None)
@@ -596,7 +620,9 @@ class NetworkManager:
             sandbox.endpoints.append(plan.endpoint)
             await self.daemon.blocking(self.store.save_sandbox, sandbox)
             self._fill_settings(c, sandbox)
-        self.daemon.events.publish("network", "connect", n.id, {"container": c.id, "name": n.name, "type": n.driver})
+        if c.id in self._announced:  # running: its end disconnects this one too
+            self._announced[c.id].append(n)
+        self._announce(c, [n], "connect")
 
     async def disconnect(self, ref: str, c: "Container", force: bool = False) -> None:
         async with self._lock:
@@ -617,8 +643,9 @@ class NetworkManager:
                 await self.daemon.blocking(self.store.save_sandbox, sandbox)
                 self._fill_settings(c, sandbox)
         if n is not None:
-            attrs = {"container": c.id, "name": n.name, "type": n.driver}
-            self.daemon.events.publish("network", "disconnect", n.id, attrs)
+            if c.id in self._announced:
+                self._announced[c.id] = [x for x in self._announced[c.id] if x.id != n.id]
+            self._announce(c, [n], "disconnect")
 
     # --- what the container's files say -------------------------------------------------------
 
