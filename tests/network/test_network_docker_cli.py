@@ -111,3 +111,17 @@ def test_network_events_follow_the_container(hulld: HullDaemon) -> None:
         assert next(i for i, e in enumerate(ours) if " die " in e) < ours.index("network disconnect evnet1")
     finally:
         ok(hulld, "network", "rm", "evnet1", "evnet2")
+
+
+def test_a_container_reaches_its_own_published_port(hulld: HullDaemon, free_port: Callable[[], int]) -> None:
+    # Hairpin NAT: out to a host address, DNAT'd back to the same container, which must see the
+    # answer come from where it sent the request.
+    port = free_port()
+    ok(hulld, "run", "-d", "--name", "hairpin", "-p", f"{port}:80", "busybox", "sh", "-c", SERVE)
+    try:
+        gateway = ok(hulld, "network", "inspect", "-f", "{{(index .IPAM.Config 0).Gateway}}", "bridge").strip()
+        assert fetch(f"http://127.0.0.1:{port}/").startswith("hello from")  # serving by now
+        out = ok(hulld, "exec", "hairpin", "timeout", "10", "wget", "-qO-", f"http://{gateway}:{port}/")
+        assert out.startswith("hello from")
+    finally:
+        ok(hulld, "rm", "-f", "hairpin")

@@ -3,6 +3,8 @@ its shim; a new one once the forkserver is idle; gone with the forkserver."""
 
 import asyncio
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -93,3 +95,37 @@ def test_a_bad_request_costs_the_spare_and_nothing_else(shim_env: ShimEnv) -> No
             assert os.path.exists(good.socket_path)
 
     asyncio.run(scenario())
+
+
+ORPHANED_EXEC_SHIM = """
+import os, sys
+from hull.shim import execshim, server
+from hull.shim.config import ShimConfig
+
+line = execshim.encode_request(ShimConfig.from_json(sys.argv[1]), {"args": ["true"], "cwd": "/"})
+cfg, make = execshim.shim_for_request(line)
+os.close(server.fork_shim(cfg, make))  # the caller is gone before the shim can answer
+"""
+
+
+def test_an_exec_shim_whose_caller_is_gone_ends(shim_env: ShimEnv) -> None:
+    # A container's shim serves on (a restarted daemon finds it); an exec's would wait for a
+    # `start` that no daemon will ever send.
+    cfg = shim_env.config(["sleep", "30"])
+    subprocess.run([sys.executable, "-c", ORPHANED_EXEC_SHIM, cfg.to_json()], check=True, timeout=30)
+
+    def shims() -> list[str]:
+        return [n for n in os.listdir("/proc") if n.isdigit() and _cmdline_has(n, cfg.exec_dir)]
+
+    deadline = time.monotonic() + 10
+    while shims() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not shims()
+    assert not os.path.exists(cfg.socket_path) and not os.path.exists(cfg.pid_path)
+
+
+def _cmdline_has(pid: str, text: str) -> bool:
+    try:
+        return text.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False

@@ -235,9 +235,13 @@ class ExecManager:
         assert rec.prepared is not None
         exec_dir = self._exec_dir(rec)
         try:
-            shim = await rec.prepared
+            # Shielded: the shim comes up whatever becomes of this start, and must then be let go.
+            shim = await asyncio.shield(rec.prepared)
         except HullError:
             rec.exit_code = START_FAILED
+            raise
+        except asyncio.CancelledError:  # the caller went (a health check of a container that ended)
+            self._track(self._discard(rec))
             raise
         stream = None
         try:
@@ -251,6 +255,9 @@ class ExecManager:
         except HullError:
             rec.exit_code = START_FAILED
             await self._release(shim, exec_dir)
+            raise
+        except asyncio.CancelledError:
+            self._track(self._release(shim, exec_dir))
             raise
         rec.shim, rec.pid, rec.running = shim, int(started.get("pid") or 0), True
         self._track(self._watch(c, rec, exec_dir))
@@ -351,7 +358,7 @@ class ExecManager:
     async def _discard(self, rec: ExecRecord) -> None:
         assert rec.prepared is not None
         try:
-            shim = await rec.prepared
+            shim = await asyncio.shield(rec.prepared)
         except HullError:
             return
         await self._release(shim, self._exec_dir(rec))

@@ -78,7 +78,13 @@ def delete_link(name: str) -> None:
 
 
 def add_veth(host_ifname: str, bridge: str, netns_path: str, ifname: str, mac: str) -> None:
-    """A veth pair: `host_ifname` on `bridge`, up; its peer `ifname` (with `mac`) in the namespace."""
+    """A veth pair: `host_ifname` on `bridge`, up, in hairpin mode; its peer `ifname` (with
+    `mac`) in the namespace.
+
+    Hairpin mode lets the bridge send a frame back out of the port it came in by: a
+    container's packet to its own published port (through a host address) comes back to it
+    once DNAT'd, and the bridge (br_netfilter NATs bridged frames) would otherwise drop it.
+    """
     fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         with IPRoute() as ipr:
@@ -87,6 +93,7 @@ def add_veth(host_ifname: str, bridge: str, netns_path: str, ifname: str, mac: s
             try:
                 master = ipr.link_lookup(ifname=bridge)[0]
                 ipr.link("set", ifname=host_ifname, master=master, state="up")
+                ipr.brport("set", index=ipr.link_lookup(ifname=host_ifname)[0], mode=1)  # IFLA_BRPORT_MODE: hairpin
             except BaseException:
                 ipr.link("del", ifname=host_ifname)
                 raise

@@ -87,6 +87,11 @@ class Firewall:
             dest = "" if d.host_ip in ("", ANY_ADDRESS) else f"-d {d.host_ip} "
             nat.append(f"-A {self.dnat} {dest}-p {d.proto} -m {d.proto} --dport {d.host_port} "
                        f"-j DNAT --to-destination {d.container_ip}:{d.container_port}")  # fmt: skip
+            # Hairpin: a container reaching its own published port through a host address. The
+            # DNAT sends the packet back to it, which would see itself as the source and answer
+            # itself; from the gateway's address, its answer comes back through the NAT.
+            nat.append(f"-A {self.post} -s {d.container_ip} -d {d.container_ip} -p {d.proto} -m {d.proto} "
+                       f"--dport {d.container_port} -j MASQUERADE")  # fmt: skip
         filt = ["*filter", f":{self.fwd} - [0:0]", f":{self.iso} - [0:0]"]
         for b in bridges:
             # Isolation first: nothing crosses from one hull network to another.

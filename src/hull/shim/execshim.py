@@ -154,6 +154,7 @@ class ExecShim(server.Shim):
     def __init__(self, cfg: ShimConfig, exec_runtime: ExecRuntime) -> None:
         super().__init__(cfg)
         self.may_slim = False  # an exec is short; and the lean monitor knows no exec runtime
+        self.outlives_caller = False  # execs are not restored: a daemon that is gone never starts us
         self.exec_runtime = exec_runtime
         self.runtime = _Deferred(self)
         self.stdio: list[int] = []

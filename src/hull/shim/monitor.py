@@ -110,6 +110,9 @@ class Monitor:
         # When to re-exec into a lean monitor; None: not (this one is lean already, or the container ended).
         self.slim_at: float | None = None
         self.may_slim = False  # set by the forked shim (server.Shim)
+        # Whether to serve on when the daemon that asked for us is gone before our handshake
+        # (a restarted one finds a container's shim by its socket).
+        self.outlives_caller = True
         # sysinfo(2) answered for the container (cfg.answer_sysinfo): the socket the runtime
         # sends seccomp listeners to, its connections until they have, and the listeners.
         self.seccomp_socket: socket.socket | None = None
@@ -646,6 +649,11 @@ class Monitor:
         conn.outbuf.clear()
         self.done = True
         return None
+
+    def abandon(self) -> None:
+        """Nobody will ever talk to us (see outlives_caller): take back the paths setup made."""
+        for path in (self.cfg.socket_path, self.cfg.seccomp_socket_path, self.cfg.pid_path):
+            unlink_if_exists(path)
 
     def shutdown(self) -> None:
         """After `delete`: answer what clients asked meanwhile (the container is gone: state,

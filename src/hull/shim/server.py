@@ -237,7 +237,9 @@ def _shim_main(cfg: ShimConfig, ready: int, make: MakeShim) -> NoReturn:
         except BaseException as e:  # every failure goes to the caller, who reports it
             _tell(ready, protocol.error(e))
             os._exit(1)
-        _tell(ready, protocol.ok(pid=os.getpid()))
+        if not _tell(ready, protocol.ok(pid=os.getpid())) and not shim.outlives_caller:
+            shim.abandon()
+            os._exit(0)
     except BaseException:  # a bug: leave its trace in shim.log
         print_traceback()
         sys.stderr.flush()
@@ -268,12 +270,13 @@ def _own_stdio(cfg: ShimConfig) -> None:
     os.close(log)
 
 
-def _tell(fd: int, data: bytes) -> None:
-    """Answer the handshake. If the caller is gone (the daemon died meanwhile), serve anyway:
-    a restarted daemon finds this shim by its socket."""
+def _tell(fd: int, data: bytes) -> bool:
+    """Answer the handshake; False if the caller is gone (the daemon died meanwhile). A
+    container's shim serves anyway: a restarted daemon finds it by its socket."""
     try:
         write_all(fd, data)
+        return True
     except OSError:
-        pass
+        return False
     finally:
         os.close(fd)

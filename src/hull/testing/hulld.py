@@ -24,6 +24,8 @@ from hull.testing import mounts_under
 from hull.testing.busybox import build_busybox_rootfs
 
 START_TIMEOUT = 30.0
+# How long processes on their way out after a stop (a forkserver's spare) get before they count as left behind.
+LEFTOVER_WAIT = 2.0
 
 
 class HullDaemon:
@@ -164,9 +166,28 @@ class HullDaemon:
                 pass
             self.terminate()
         self._kill_leftover_shims()
+        leaked = self._leftover_processes()
+        for pid, _ in leaked:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         for target in sorted(mounts_under(self.workdir), key=len, reverse=True):
             subprocess.run(["umount", "-l", target], check=False)
         shutil.rmtree(self.workdir, ignore_errors=True)
+        if leaked:
+            raise HullError("hulld left processes behind (killed now): " + "; ".join(w for _, w in leaked))
+
+    def _leftover_processes(self) -> list[tuple[int, str]]:
+        """Processes still holding a file under the daemon's directory once its containers are
+        gone and it has stopped (an exec's shim it forgot, say), with what they hold. Those
+        on their way out (the forkserver's spare follows the forkserver) get a moment first."""
+        deadline = time.monotonic() + LEFTOVER_WAIT
+        while True:
+            found = _holders(str(self.workdir))
+            if not found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
 
     def _kill_leftover_shims(self) -> None:
         """Shims (and their containers) of a test that failed midway: found by their exec dirs."""
@@ -178,3 +199,28 @@ class HullDaemon:
                 os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
             except (OSError, ValueError):
                 pass
+
+
+def _holders(directory: str) -> list[tuple[int, str]]:
+    """(pid, "pid cmdline: file") of each process but ours with a descriptor open below `directory`."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{name}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{name}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith(directory + "/"):
+                try:
+                    cmdline = Path(f"/proc/{name}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+                except OSError:
+                    cmdline = "?"
+                out.append((int(name), f"{name} {cmdline}: {target}"))
+                break
+    return out
