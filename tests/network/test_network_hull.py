@@ -3,6 +3,7 @@
 import json
 import os
 import socket
+import struct
 import subprocess
 import time
 from collections.abc import Callable
@@ -241,3 +242,57 @@ def test_none_has_loopback_only(hulld: HullDaemon) -> None:
     out = ok(hulld, "run", "--rm", "--network", "none", "busybox", "ip", "-o", "-4", "addr")
     assert "127.0.0.1/8" in out and "eth0" not in out
     assert_no_sandboxes(hulld)
+
+
+def _dns_query(qid: int, name: str) -> bytes:
+    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.rstrip(".").split(".")) + b"\0"
+    return struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + labels + struct.pack("!HH", 1, 1)  # A, IN
+
+
+def _a_records(reply: bytes) -> list[str]:
+    """The A records of a reply whose answers name the question by pointer (as the server's do)."""
+    count = struct.unpack("!H", reply[6:8])[0]
+    pos = reply.index(b"\0", 12) + 5  # past the question's name, type and class
+    out = []
+    for _ in range(count):
+        rtype, _, _, size = struct.unpack("!HHIH", reply[pos + 2 : pos + 12])
+        if rtype == 1:
+            out.append(".".join(str(b) for b in reply[pos + 12 : pos + 12 + size]))
+        pos += 12 + size
+    return out
+
+
+def _recv_exactly(s: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size and (chunk := s.recv(size - len(data))):
+        data += chunk
+    return data
+
+
+def test_embedded_dns_answers_over_tcp_as_over_udp(hulld: HullDaemon) -> None:
+    # Resolvers retry over TCP when an answer is too long for a datagram (the TC bit).
+    docker = ["docker", "--host", hulld.host]
+    subprocess.run([*docker, "network", "create", "tcpdns"], check=True, capture_output=True)
+    try:
+        subprocess.run([*docker, "run", "-d", "--name", "named-one", "--network", "tcpdns", "busybox", "sleep", "60"],
+                       check=True, capture_output=True)  # fmt: skip
+        ip = subprocess.run([*docker, "inspect", "-f", "{{.NetworkSettings.Networks.tcpdns.IPAddress}}", "named-one"],
+                            check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
+        gateway = subprocess.run([*docker, "network", "inspect", "-f", "{{(index .IPAM.Config 0).Gateway}}", "tcpdns"],
+                                 check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
+        with socket.create_connection((gateway, 53), timeout=5) as s:
+            for qid, name in ((1, "named-one"), (2, "NAMED-ONE.")):  # two queries on one connection
+                query = _dns_query(qid, name)
+                s.sendall(struct.pack("!H", len(query)) + query)
+                size = struct.unpack("!H", _recv_exactly(s, 2))[0]
+                reply = _recv_exactly(s, size)
+                assert struct.unpack("!H", reply[:2])[0] == qid and _a_records(reply) == [ip]
+            s.sendall(struct.pack("!H", 3) + b"bad")  # shorter than a header: no answer, the server hangs up
+            assert s.recv(16) == b""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.settimeout(5)
+            u.sendto(_dns_query(3, "named-one"), (gateway, 53))
+            assert _a_records(u.recv(512)) == [ip]
+    finally:
+        subprocess.run([*docker, "rm", "-f", "named-one"], capture_output=True)
+        subprocess.run([*docker, "network", "rm", "tcpdns"], capture_output=True)

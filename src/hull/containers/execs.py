@@ -1,12 +1,13 @@
 """Exec instances: `docker exec`'s records and processes, kept in memory as Docker keeps them.
 
 An exec is created (a record, nothing runs; the daemon has the forkserver start its exec shim,
-shim/execshim.py, meanwhile), then started once: the shim attaches the client's streams if
-it wants them and starts the process after, in one request, so no output is lost. The process is the container's
-own (its bundle's config.json: capabilities, rlimits, no-new-privileges, seccomp through the
-container's state) with the exec's command, environment (the container's, then the exec's),
-working directory, user and terminal, as dockerd builds it. A task per started exec waits
-for its exit, records the code, publishes exec_die and releases the shim.
+shim/execshim.py, meanwhile), then started once: the shim attaches the client's streams if it
+wants them and starts the process after, in one request, so no output is lost. The process
+is the container's own (its bundle's config.json: capabilities, rlimits, no-new-privileges,
+seccomp through the container's state) with the exec's command, environment (the
+container's, then the exec's), working directory, user and terminal, as dockerd builds it.
+A task per started exec waits for its exit, records the code, publishes exec_die and
+releases the shim.
 
 Records live until their container stops (Docker unregisters a container's execs at its
 exit) or the daemon does: there is nothing on disk.
