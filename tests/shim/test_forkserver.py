@@ -3,6 +3,7 @@ its shim; a new one once the forkserver is idle; gone with the forkserver."""
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -93,6 +94,23 @@ def test_a_bad_request_costs_the_spare_and_nothing_else(shim_env: ShimEnv) -> No
             assert not os.path.exists(bad.exec_dir)
             assert await fs.spawn(good) > 0
             assert os.path.exists(good.socket_path)
+
+    asyncio.run(scenario())
+
+
+def test_a_request_whose_spare_died_gets_a_fresh_one(shim_env: ShimEnv) -> None:
+    cfg = shim_env.config(["sleep", "30"])
+
+    async def scenario() -> None:
+        async with shim_env:
+            fs = shim_env.forkserver
+            assert fs is not None
+            spare = _spare_of(fs.pid)
+            assert spare is not None
+            os.kill(spare, signal.SIGKILL)  # killed while it waits (the OOM killer, an admin)
+            assert wait_gone(spare)
+            pid = await fs.spawn(cfg)
+            assert pid not in (0, spare) and os.path.exists(cfg.socket_path)
 
     asyncio.run(scenario())
 
